@@ -1,0 +1,1 @@
+"""Actor-learner transport over gRPC."""

@@ -1,0 +1,1 @@
+"""Real-robot infrastructure: robot server, FrankaEnv client, cameras, teleop devices."""

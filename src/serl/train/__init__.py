@@ -1,0 +1,1 @@
+"""Learner and actor loops, evaluation, checkpoints, logging and the local launcher."""

@@ -1,0 +1,1 @@
+"""Gymnasium wrappers shared by simulated and real tasks."""

@@ -1,0 +1,5 @@
+"""Shared test setup: offscreen EGL rendering before anything imports MuJoCo."""
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
