@@ -1,0 +1,191 @@
+"""Append-only, crash-safe episode store on disk (a plain Zarr v3 hierarchy).
+
+Layout (any Zarr v3 reader can open it; arrays use Zarr's default zstd codec, one chunk per
+array, so an episode's frames form a single compressed chunk):
+
+    STORE/                          group; attributes["serl"] = {"format": "serl.episode_store",
+                                    "version": 1, "schema": {...}, "layout": "..."}
+      episodes/                     group
+        000000/                     group per completed episode; attributes {"length": L}
+          observations/<key>        [L+1, *shape] each frame once (obs t -> t+1 is step t)
+          actions                   float32 [L, *action_shape]
+          rewards                   float32 [L]
+          terminated                bool [L]  (the episode ended in a terminal state)
+          truncated                 bool [L]  (cut by a time limit: bootstrap through it)
+        000001/ ...
+
+Crash safety: an episode is written completely under STORE/_incomplete/<random>/, fsynced,
+then renamed to episodes/<index> in one atomic rename (and the directory fsynced). A process
+killed at any point loses at most the episode it was writing; readers never see part of
+one. One writer at a time holds an exclusive flock on STORE/zarr.json; opening a writer
+removes leftovers of a killed one.
+
+Replay snapshots are this same log: append each episode when it completes (an
+`EpisodeBuilder` fed the buffer's transitions groups them), instead of dumping the buffer
+periodically, and `load_episodes` refills any buffer from it after a restart.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from serl.data.replay import Buffer
+from serl.data.schema import Episode, Schema, check_episode
+
+FORMAT = "serl.episode_store"
+VERSION = 1
+LAYOUT = (
+    "episodes/<index:06d>/{observations/<key>[L+1,...], actions[L,...], rewards[L], "
+    "terminated[L], truncated[L]}; transition t goes from observation t to t+1"
+)
+_EPISODE_NAME = re.compile(r"^\d{6,}$")
+_INCOMPLETE = "_incomplete"
+
+
+class EpisodeStore:
+    """Read episodes from a store and, when opened writable, append new ones."""
+
+    def __init__(self, path: Path, schema: Schema, lock_fd: int | None) -> None:
+        """Use `EpisodeStore.create` or `EpisodeStore.open`."""
+        self.path = path
+        self.schema = schema
+        self._lock_fd = lock_fd
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], schema: Schema) -> EpisodeStore:
+        """Create an empty store at `path` (which must not exist) and open it for appending."""
+        path = Path(path)
+        if path.exists():
+            raise FileExistsError(f"{path}: already exists; use EpisodeStore.open to append")
+        attrs = {"format": FORMAT, "version": VERSION, "schema": schema.to_json(), "layout": LAYOUT}
+        root = zarr.open_group(path, mode="w-", attributes={"serl": attrs})
+        root.create_group("episodes")
+        _fsync_tree(path)
+        return cls.open(path, writable=True)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, writable: bool = False) -> EpisodeStore:
+        """Open an existing store; `writable` takes the single-writer lock."""
+        path = Path(path)
+        try:
+            attrs = zarr.open_group(path, mode="r").attrs.asdict().get("serl", {})
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{path}: no episode store here") from e
+        if attrs.get("format") != FORMAT or attrs.get("version") != VERSION:
+            raise ValueError(f"{path}: not a {FORMAT} version {VERSION} store")
+        lock_fd = None
+        if writable:
+            lock_fd = os.open(path / "zarr.json", os.O_RDONLY)
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(lock_fd)
+                raise RuntimeError(f"{path}: another process is appending to this store") from None
+            shutil.rmtree(path / _INCOMPLETE, ignore_errors=True)  # a killed writer's leftovers
+        return cls(path, Schema.from_json(attrs["schema"]), lock_fd)
+
+    @property
+    def writable(self) -> bool:
+        """Whether this handle may append."""
+        return self._lock_fd is not None
+
+    def __len__(self) -> int:
+        names = [n for n in os.listdir(self.path / "episodes") if _EPISODE_NAME.match(n)]
+        if sorted(int(n) for n in names) != list(range(len(names))):
+            raise ValueError(f"{self.path}: episode numbers are not contiguous: {sorted(names)}")
+        return len(names)
+
+    def __getitem__(self, index: int) -> Episode:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"episode {index} out of range for a store of {n}")
+        return self._read(index % n)
+
+    def __iter__(self) -> Iterator[Episode]:
+        for i in range(len(self)):
+            yield self._read(i)
+
+    def _read(self, index: int) -> Episode:
+        group = zarr.open_group(self.path / "episodes" / f"{index:06d}", mode="r")
+        obs = group["observations"]
+        return Episode(
+            observations={k: obs[k][...] for k in self.schema.obs_specs},
+            actions=group["actions"][...],
+            rewards=group["rewards"][...],
+            terminated=group["terminated"][...],
+            truncated=group["truncated"][...],
+        )
+
+    def append(self, episode: Episode) -> int:
+        """Write one complete episode durably; return its index."""
+        if not self.writable:
+            raise PermissionError(f"{self.path}: opened read-only; use open(..., writable=True)")
+        ep = check_episode(self.schema, episode)
+        index = len(self)
+        tmp = self.path / _INCOMPLETE / uuid.uuid4().hex
+        group = zarr.open_group(tmp, mode="w-", attributes={"length": len(ep)})
+        obs = group.create_group("observations")
+        for key, frames in ep.observations.items():
+            _write(obs, key, frames)
+        for name in ("actions", "rewards", "terminated", "truncated"):
+            _write(group, name, getattr(ep, name))
+        _fsync_tree(tmp)
+        episodes = self.path / "episodes"
+        os.rename(tmp, episodes / f"{index:06d}")  # the commit point
+        _fsync_dir(episodes)
+        os.rmdir(self.path / _INCOMPLETE)
+        return index
+
+    def close(self) -> None:
+        """Release the writer lock (a no-op for readers)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> EpisodeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_episodes(buffer: Buffer, episodes: Iterable[Episode]) -> int:
+    """Insert episodes (a store, imported demos, ...) into a buffer; return the step count."""
+    steps = 0
+    for episode in episodes:
+        buffer.insert_episode(episode)
+        steps += len(episode)
+    return steps
+
+
+def _write(group: Any, name: str, data: np.ndarray) -> None:
+    group.create_array(name, data=np.ascontiguousarray(data), chunks=data.shape)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, files in os.walk(root, topdown=False):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
