@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import tyro
 
@@ -28,9 +29,30 @@ def render(
     print(f"wrote {out} ({image.shape[1]}x{image.shape[0]}, cameras front | wrist)")
 
 
+def record_demos(
+    env_id: tyro.conf.Positional[str],
+    out: Path,
+    expert: Literal["scripted", "spacemouse", "gamepad", "keyboard"] = "scripted",
+    episodes: int = 20,
+    seed: int = 0,
+    keep_failures: bool = False,
+    noise: float = 0.05,
+) -> None:
+    """Record demonstrations into an episode store (successful episodes only, by default)."""
+    from serl.train.demos import record_demos as record
+
+    path = record(
+        env_id, episodes, out, expert=expert, seed=seed, successful_only=not keep_failures,
+        noise=noise,
+    )
+    print(f"wrote {episodes} episodes to {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `serl` command."""
-    tyro.extras.subcommand_cli_from_dict({"render": render}, args=argv)
+    tyro.extras.subcommand_cli_from_dict(
+        {"render": render, "record-demos": record_demos}, args=argv
+    )
 
 
 if __name__ == "__main__":
