@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC modules of the transport (see transport.proto to regenerate)."""
