@@ -256,3 +256,25 @@ def test_untrusted_pickle_is_never_loaded(tmp_path):
     with pytest.raises(ValueError, match="expected a list of transition dicts"):
         load_pickle_demos(path, trust_pickle=True)  # trusted: it runs, then fails the check
     assert marker.exists()
+
+
+def test_append_keeps_json_attributes(tmp_path) -> None:
+    from serl.data import Episode, EpisodeStore, Schema
+
+    schema = Schema.create({"state": ((2,), np.float32)}, (1,))
+    episode = Episode(
+        observations={"state": np.zeros((3, 2), np.float32)},
+        actions=np.zeros((2, 1), np.float32),
+        rewards=np.zeros(2, np.float32),
+        terminated=np.zeros(2, bool),
+        truncated=np.zeros(2, bool),
+    )
+    with EpisodeStore.create(tmp_path / "s", schema) as store:
+        store.append(episode, attrs={"actor": "a0", "seq": 7})
+        store.append(episode)
+        with pytest.raises(ValueError, match="reserved"):
+            store.append(episode, attrs={"length": 1})
+    store = EpisodeStore.open(tmp_path / "s")
+    assert store.attrs(0) == {"actor": "a0", "seq": 7, "length": 2}
+    assert store.attrs(-1) == {"length": 2}
+    assert len(store) == 2

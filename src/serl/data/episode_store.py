@@ -6,7 +6,7 @@ array, so an episode's frames form a single compressed chunk):
     STORE/                          group; attributes["serl"] = {"format": "serl.episode_store",
                                     "version": 1, "schema": {...}, "layout": "..."}
       episodes/                     group
-        000000/                     group per completed episode; attributes {"length": L}
+        000000/                     group per completed episode; attributes {"length": L, ...}
           observations/<key>        [L+1, *shape] each frame once (obs t -> t+1 is step t)
           actions                   float32 [L, *action_shape]
           rewards                   float32 [L]
@@ -32,7 +32,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -126,14 +126,24 @@ class EpisodeStore:
             truncated=group["truncated"][...],
         )
 
-    def append(self, episode: Episode) -> int:
-        """Write one complete episode durably; return its index."""
+    def attrs(self, index: int) -> dict[str, Any]:
+        """The attributes stored with an episode: its length and what `append` was given."""
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"episode {index} out of range for a store of {n}")
+        group = zarr.open_group(self.path / "episodes" / f"{index % n:06d}", mode="r")
+        return group.attrs.asdict()
+
+    def append(self, episode: Episode, attrs: Mapping[str, Any] | None = None) -> int:
+        """Write one complete episode durably, with optional JSON `attrs`; return its index."""
         if not self.writable:
             raise PermissionError(f"{self.path}: opened read-only; use open(..., writable=True)")
         ep = check_episode(self.schema, episode)
+        if attrs and "length" in attrs:
+            raise ValueError("attrs: 'length' is reserved for the episode's length")
         index = len(self)
         tmp = self.path / _INCOMPLETE / uuid.uuid4().hex
-        group = zarr.open_group(tmp, mode="w-", attributes={"length": len(ep)})
+        group = zarr.open_group(tmp, mode="w-", attributes={**(attrs or {}), "length": len(ep)})
         obs = group.create_group("observations")
         for key, frames in ep.observations.items():
             _write(obs, key, frames)
