@@ -1,0 +1,192 @@
+"""The actor process: steps the env with the latest policy, streams transitions, evaluates.
+
+It never waits for the network: transitions are enqueued to a background sender that
+retries until the learner acknowledges them. It does wait for the *learner* when it runs
+more than `pace_slack` env steps ahead of the update-to-data ratio the config asks for, so a
+slow learner cannot be outrun (the original's actor made ~76 env steps per learner step).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import jax
+import numpy as np
+
+from serl.agents import api as agents
+from serl.agents.actor import eval_actions, sample_actions
+from serl.agents.common import AgentSpec
+from serl.distributed import ActorClient
+from serl.train.config import TrainConfig
+from serl.train.envs import env_schema, make_env
+from serl.train.learner import transport_schema_hash
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Policy:
+    """The newest parameters received, as an actor-side policy."""
+
+    version: int = 0
+    state: Any = None
+
+
+def evaluate(env: gym.Env, act: Any, episodes: int, seed: int) -> dict[str, float]:
+    """Deterministic evaluation episodes: success rate and mean return."""
+    returns, successes = [], []
+    for i in range(episodes):
+        obs, info = env.reset(seed=seed + i)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(act(obs))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+        successes.append(bool(info.get("success", False)))
+    return {"success_rate": float(np.mean(successes)), "mean_return": float(np.mean(returns)),
+            "episodes": float(episodes)}
+
+
+class Actor:
+    """One actor of a run: env, transport client, the latest policy, pacing and evaluation."""
+
+    def __init__(
+        self, cfg: TrainConfig, address: str, token: str, index: int, start_step: int = 0
+    ) -> None:
+        self.cfg = cfg
+        self.index = index
+        self.actor_id = f"actor-{index}"
+        self.env = make_env(cfg.env_id)
+        self.eval_env = make_env(cfg.env_id) if index == 0 else None
+        schema = env_schema(self.env)
+        example, _ = self.env.reset(seed=cfg.seed)
+        self.spec = AgentSpec.from_example(example, int(np.prod(self.env.action_space.shape)))
+        self.client = ActorClient(
+            address, token, self.actor_id, transport_schema_hash(schema), max_delay=0.5
+        )
+        self.policy = Policy()
+        self.steps = start_step
+        self.share = math.ceil(cfg.env_steps / cfg.actors)
+        self.key = jax.random.PRNGKey(cfg.seed * 1000 + index)
+        self.env.action_space.seed(cfg.seed * 1000 + index)
+        self.stopped = False
+
+    def refresh_policy(self) -> None:
+        """Adopt the newest parameters the client has received, if any are newer."""
+        latest = self.client.latest_params()
+        if latest is None or latest[0] == self.policy.version:
+            return
+        version, tree = latest
+        # the transport drops empty subtrees (a state agent has no encoder parameters)
+        params = {"encoder": {}, "actor": {}, **tree["policy"]}
+        state = agents.actor_from_params(
+            self.cfg.agent_config, self.spec, params, tree.get("frozen", {})
+        )
+        self.policy = Policy(version, state)
+
+    def allowed_steps(self) -> float:
+        """This actor's share of the env steps the learner's progress allows."""
+        learner_steps = max(self.policy.version - 1, 0)
+        total = self.cfg.training_starts + learner_steps / self.cfg.updates_per_env_step
+        return total / self.cfg.actors + self.cfg.pace_slack
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """Random actions first, then the stochastic policy."""
+        if self.steps < self.cfg.random_steps or self.policy.state is None:
+            return self.env.action_space.sample()
+        self.key, key = jax.random.split(self.key)
+        return sample_actions(self.policy.state, obs, key)
+
+    def run(self) -> None:
+        """Step until this actor's share of env steps is done, then evaluate and sign off."""
+        self.client.wait_params(timeout=120.0)
+        self.refresh_policy()
+        obs, _ = self.env.reset(seed=self.cfg.seed * 1000 + self.index + self.steps)
+        episode_return, episode_len = 0.0, 0
+        while self.steps < self.share and not self.stopped:
+            self.refresh_policy()
+            if self.steps >= self.allowed_steps():
+                time.sleep(0.002)  # the learner is behind: let it catch up
+                continue
+            action = np.asarray(self.act(obs), dtype=np.float32)
+            next_obs, reward, terminated, truncated, info = self.env.step(action)
+            self.client.send(
+                {"observations": obs, "actions": action, "rewards": np.float32(reward),
+                 "terminated": np.bool_(terminated), "truncated": np.bool_(truncated),
+                 "next_observations": next_obs},
+                param_version=self.policy.version,
+            )
+            self.steps += 1
+            episode_return += float(reward)
+            episode_len += 1
+            obs = next_obs
+            if terminated or truncated:
+                self._report_episode(episode_return, episode_len, info)
+                obs, _ = self.env.reset()
+                episode_return, episode_len = 0.0, 0
+            if self.eval_env is not None and self.steps % self.cfg.eval_every == 0:
+                self.evaluate()
+        if self.stopped:
+            return  # asked to stop: no final evaluation, the learner is stopping too
+        if self.eval_env is not None and self.steps % self.cfg.eval_every != 0:
+            self.evaluate()  # the final policy, unless just evaluated
+        self.client.report({"steps": float(self.steps)}, self.steps, kind="done")
+
+    def evaluate(self) -> None:
+        """Evaluate the newest policy and report it (actor 0 only)."""
+        self.refresh_policy()
+        if self.policy.state is None:
+            return
+        result = evaluate(
+            self.eval_env, lambda o: eval_actions(self.policy.state, o),
+            self.cfg.eval_episodes, seed=10_000_000 + self.cfg.seed * 1000,
+        )
+        self.client.report(result, self.steps, kind="eval")
+        log.info("eval at %d env steps: %s", self.steps, result)
+
+    def _report_episode(self, ret: float, length: int, info: dict[str, Any]) -> None:
+        stats = self.client.stats()
+        self.client.report(
+            {"episode_return": ret, "episode_length": float(length),
+             "success": float(bool(info.get("success", False))),
+             "param_version": float(self.policy.version), "queued": stats["queued"],
+             "dropped": stats.get("dropped", 0.0)},
+            self.steps,
+        )
+
+    def close(self, flush_timeout: float = 60.0) -> bool:
+        """Wait for the learner to acknowledge everything sent, then disconnect."""
+        flushed = self.client.flush(timeout=flush_timeout)
+        self.client.close()
+        self.env.close()
+        if self.eval_env is not None:
+            self.eval_env.close()
+        return flushed
+
+
+def run_actor(
+    cfg: TrainConfig, address: str, token: str, index: int, start_step: int = 0
+) -> int:
+    """Entry point of an actor process; returns the exit code."""
+    actor = Actor(cfg, address, token, index, start_step)
+
+    def request_stop(signum: int, frame: Any) -> None:
+        actor.stopped = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        actor.run()
+    finally:
+        flushed = actor.close()
+    if not flushed:
+        log.error("actor %s: not everything was acknowledged before exit", actor.actor_id)
+        return 1
+    return 0

@@ -1,0 +1,151 @@
+"""The training run's configuration, its per-env recipes, and its JSON form in the run dir."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from serl.agents import get_preset
+from serl.agents.api import AgentConfig
+
+AgentName = Literal["sac", "drq", "bc"]
+DEFAULT_PRESET = {"sac": "sac_state", "drq": "drq_small", "bc": "bc"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a learner and its actors need; written to RUN_DIR/config.json."""
+
+    env_id: str
+    agent: AgentName = "sac"
+    preset: str | None = None  # agent preset (serl.agents.PRESETS); None: the agent's default
+    agent_overrides: dict[str, Any] = field(default_factory=dict)  # preset fields to change
+    demos: str | None = None  # episode store of demonstrations
+    num_demos: int = 0  # scripted demos recorded into RUN_DIR/demos when `demos` is None
+    demo_fraction: float = 0.5  # share of each batch drawn from the demos (RLPD)
+    env_steps: int = 20_000  # total over all actors
+    seed: int = 0
+    run_dir: str = "runs/default"
+    actors: int = 1
+    random_steps: int = 1_000  # uniform random actions first (per actor)
+    training_starts: int = 1_000  # online transitions before the first update
+    updates_per_env_step: float = 0.5  # learner steps per env step: actors wait past it
+    pace_slack: int = 200  # env steps an actor may run ahead of the learner
+    publish_every: int = 1  # learner steps between parameter broadcasts
+    checkpoint_every: int = 2_000  # learner steps between checkpoints
+    log_every: int = 100  # learner steps between TensorBoard scalars
+    eval_every: int = 2_000  # env steps (of actor 0) between evaluations
+    eval_episodes: int = 10
+    replay_capacity: int = 1_000_000
+    jpeg_quality: int | None = None  # JPEG-compress camera frames in the replay buffer
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: any free port
+
+    def __post_init__(self) -> None:
+        checks = {
+            "env_steps": self.env_steps >= 1,
+            "actors": self.actors >= 1,
+            "demo_fraction": 0.0 <= self.demo_fraction < 1.0,
+            "updates_per_env_step": self.updates_per_env_step > 0,
+            "publish_every": self.publish_every >= 1,
+            "checkpoint_every": self.checkpoint_every >= 1,
+            "eval_every": self.eval_every >= 1,
+            "eval_episodes": self.eval_episodes >= 1,
+            "training_starts": self.training_starts >= 0,
+            "num_demos": self.num_demos >= 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = {name: getattr(self, name) for name in bad}
+            raise ValueError(f"invalid training config values: {values}")
+        if self.agent == "bc" and not (self.demos or self.num_demos):
+            raise ValueError("agent 'bc' learns from demonstrations: give --demos or --num-demos")
+
+    @property
+    def agent_config(self) -> AgentConfig:
+        """The agent's hyperparameters: the preset with `agent_overrides` applied."""
+        preset = get_preset(self.preset or DEFAULT_PRESET[self.agent])
+        # JSON turns tuples into lists; the frozen configs must stay hashable
+        overrides = {k: tuple(v) if isinstance(v, list) else v
+                     for k, v in self.agent_overrides.items()}
+        try:
+            return dataclasses.replace(preset, **overrides)
+        except TypeError as e:
+            raise ValueError(f"agent_overrides: {e}") from e
+
+    @property
+    def path(self) -> Path:
+        """The run directory."""
+        return Path(self.run_dir)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON-able dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild from `to_json`, refusing unknown keys."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}")
+        return cls(**data)
+
+    def save(self) -> Path:
+        """Write RUN_DIR/config.json."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        out = self.path / "config.json"
+        out.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        return out
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> TrainConfig:
+        """Read RUN_DIR/config.json."""
+        path = Path(run_dir) / "config.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no training config (is {run_dir} a serl run?)")
+        return cls.from_json(json.loads(path.read_text()))
+
+
+# The recommended recipe per env id: what `serl train ENV_ID` runs with no other flags.
+RECIPES: dict[str, dict[str, Any]] = {
+    "serl/PandaPickCube-v0": {
+        "agent": "sac",
+        "preset": "sac_state",
+        "num_demos": 20,
+        "env_steps": 30_000,
+        "random_steps": 0,  # the demos already show what to do
+        "training_starts": 500,
+        "eval_every": 2_000,
+        "eval_episodes": 20,
+    },
+    "serl/PandaPickCubeVision-v0": {
+        "agent": "drq",
+        "preset": "drq_small",
+        "num_demos": 20,
+        "env_steps": 30_000,
+        "random_steps": 0,
+        "training_starts": 500,
+        "replay_capacity": 200_000,
+        "jpeg_quality": 90,
+    },
+    "Pendulum-v1": {"agent": "sac", "env_steps": 15_000, "eval_every": 1_000},
+}
+
+
+def recipe(env_id: str, **overrides: Any) -> TrainConfig:
+    """The recommended config for an env id, with explicit overrides (None means unset)."""
+    values = {**RECIPES.get(env_id, {}), **{k: v for k, v in overrides.items() if v is not None}}
+    values.setdefault("run_dir", default_run_dir(env_id, values.get("agent", "sac"),
+                                                 values.get("seed", 0)))
+    return TrainConfig(env_id=env_id, **values)
+
+
+def default_run_dir(env_id: str, agent: str, seed: int) -> str:
+    """runs/<env>/<agent>-s<seed>, the env id made file-name safe."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id)
+    return str(Path("runs") / safe / f"{agent}-s{seed}")

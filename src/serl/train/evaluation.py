@@ -1,0 +1,57 @@
+"""`serl eval`: rebuild a run's newest policy from its checkpoint and evaluate it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serl.agents.actor import eval_actions
+from serl.train.actor import evaluate
+from serl.train.checkpoints import latest_checkpoint, load_checkpoint
+from serl.train.config import TrainConfig
+from serl.train.envs import make_env
+from serl.train.reports import write_video
+
+EVAL_SEED = 20_000_000  # seeds no actor trains or evaluates on
+
+
+def evaluate_run(
+    run_dir: Path, episodes: int = 20, video: Path | None = None, video_episodes: int = 3
+) -> dict[str, Any]:
+    """Success rate and mean return of the run's latest checkpoint; optionally an mp4."""
+    cfg = TrainConfig.load(run_dir)
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise FileNotFoundError(f"{run_dir}: no complete checkpoint to evaluate yet")
+    agent, meta = load_checkpoint(checkpoint)
+
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        return eval_actions(agent, obs)
+
+    env = make_env(cfg.env_id)
+    result = evaluate(env, act, episodes, seed=EVAL_SEED)
+    env.close()
+    if video is not None:
+        write_video(_video_frames(cfg.env_id, act, video_episodes), video)
+    return {**result, "episodes": episodes, "checkpoint": checkpoint.name,
+            "updates": meta["updates"], "env_steps": meta["env_steps"]}
+
+
+def _video_frames(env_id: str, act: Any, episodes: int) -> list[np.ndarray]:
+    try:
+        env = make_env(env_id, render_mode="rgb_array")
+    except Exception as e:  # e.g. an env whose renderer needs an uninstalled package
+        raise RuntimeError(f"{env_id} cannot render video frames: {e}") from e
+    frames = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=EVAL_SEED + i)
+        frames.append(env.render())
+        done = False
+        while not done:
+            obs, _, terminated, truncated, _ = env.step(act(obs))
+            frames.append(env.render())
+            done = terminated or truncated
+    env.close()
+    return frames

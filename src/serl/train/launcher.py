@@ -1,0 +1,193 @@
+"""`serl train`: one learner and K actors as processes on this machine, with progress bars.
+
+The launcher records demos if the recipe wants them, starts the learner, waits for its
+address, starts the actors (restarting any that crash, where they left off), shows progress,
+stops everything cleanly on Ctrl-C, and at the end writes a learning-curve PNG and an mp4 of
+evaluation episodes into the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from serl.train.checkpoints import latest_checkpoint
+from serl.train.config import TrainConfig
+from serl.train.learner import run_token
+
+MAX_ACTOR_RESTARTS = 5
+
+
+def _serl(*args: str) -> list[str]:
+    return [sys.executable, "-m", "serl.cli", *args]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
+    """Check the run dir, reuse its config on resume, and record demos the recipe asks for."""
+    run = cfg.path
+    if resume and (run / "config.json").exists():
+        cfg = dataclasses.replace(TrainConfig.load(run), env_steps=cfg.env_steps)
+    elif latest_checkpoint(run) is not None:
+        raise FileExistsError(
+            f"{run} already holds a run; continue it with --resume or choose another --run-dir"
+        )
+    if cfg.demos is None and cfg.num_demos > 0:
+        demos = run / "demos"
+        if not demos.exists():
+            from serl.train.demos import record_demos
+
+            record_demos(cfg.env_id, cfg.num_demos, demos, seed=cfg.seed)
+        cfg = dataclasses.replace(cfg, demos=str(demos))
+    cfg.save()
+    return cfg
+
+
+class Launcher:
+    """Learner and actor processes of one run on localhost."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool) -> None:
+        self.cfg = cfg
+        self.run = cfg.path
+        self.env = {**os.environ, "SERL_TOKEN": run_token(self.run)}
+        self.logs = self.run / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        (self.run / "learner.json").unlink(missing_ok=True)
+        args = ["learner", "--run-dir", str(self.run)] + (["--resume"] if resume else [])
+        self.learner = self._spawn(args, "learner")
+        self.address = self._wait_for_learner()
+        self.actors = {i: self._start_actor(i) for i in range(cfg.actors)}
+        self.restarts = 0
+
+    def _spawn(self, args: list[str], name: str) -> subprocess.Popen:
+        log = (self.logs / f"{name}.log").open("a")
+        return subprocess.Popen(_serl(*args), env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def _wait_for_learner(self, timeout: float = 600.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            address = _read_json(self.run / "learner.json").get("address")
+            if address:
+                return address
+            if self.learner.poll() is not None:
+                raise RuntimeError(
+                    f"the learner exited ({self.learner.returncode}) before listening; "
+                    f"see {self.logs / 'learner.log'}"
+                )
+            time.sleep(0.2)
+        raise TimeoutError(f"the learner did not start listening within {timeout:.0f} s")
+
+    def _start_actor(self, index: int) -> subprocess.Popen:
+        done = _read_json(self.run / "progress.json").get("actor_steps", {})
+        return self._spawn(
+            ["actor", "--learner", self.address, "--config", str(self.run / "config.json"),
+             "--index", str(index), "--start-step", str(done.get(f"actor-{index}", 0))],
+            f"actor-{index}",
+        )
+
+    def supervise(self) -> int:
+        """Show progress until the learner exits; restart crashed actors. Returns its code."""
+        bars = {
+            "env": tqdm(total=self.cfg.env_steps, desc="env steps", unit="step"),
+            "upd": tqdm(desc="learner steps", unit="upd"),
+        }
+        try:
+            while self.learner.poll() is None:
+                self._restart_crashed_actors()
+                progress = _read_json(self.run / "progress.json")
+                bars["env"].n = min(progress.get("env_steps", 0), self.cfg.env_steps)
+                bars["upd"].n = progress.get("updates", 0)
+                last = progress.get("last_eval") or {}
+                if last:
+                    bars["env"].set_postfix(success=f"{last['success_rate']:.0%}",
+                                            ret=f"{last['mean_return']:.1f}", refresh=False)
+                for bar in bars.values():
+                    bar.refresh()
+                time.sleep(0.5)
+        finally:
+            for bar in bars.values():
+                bar.close()
+        for proc in self.actors.values():
+            _stop(proc)
+        return self.learner.returncode
+
+    def _restart_crashed_actors(self) -> None:
+        for index, proc in self.actors.items():
+            code = proc.poll()
+            if code is None or code == 0:
+                continue
+            if self.restarts >= MAX_ACTOR_RESTARTS:
+                raise RuntimeError(f"actor {index} keeps failing; see {self.logs}")
+            self.restarts += 1
+            tqdm.write(f"actor {index} exited with {code}; restarting it")
+            self.actors[index] = self._start_actor(index)
+
+    def stop(self) -> None:
+        """SIGTERM everyone (the learner checkpoints on it), then wait."""
+        for proc in [*self.actors.values(), self.learner]:
+            _stop(proc)
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def train(cfg: TrainConfig, resume: bool = False, video: bool = True) -> int:
+    """Run a whole training job; returns the exit code."""
+    cfg = prepare_run(cfg, resume)
+    print(f"serl train {cfg.env_id}: run dir {cfg.path} (TensorBoard: tensorboard --logdir "
+          f"{cfg.path / 'tb'})")
+    launcher = Launcher(cfg, resume)
+    try:
+        code = launcher.supervise()
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping (the learner writes a final checkpoint)")
+        launcher.stop()
+        return 130
+    except BaseException:
+        launcher.stop()
+        raise
+    if code != 0:
+        print(f"the learner failed ({code}); see {launcher.logs / 'learner.log'}")
+        return code
+    finish_run(cfg, video)
+    return 0
+
+
+def finish_run(cfg: TrainConfig, video: bool) -> None:
+    """Learning-curve PNG and an mp4 of the final policy, for people."""
+    from serl.train.evaluation import evaluate_run
+    from serl.train.reports import plot_learning_curves, read_eval_csv
+
+    run = cfg.path
+    if (run / "eval.csv").exists():
+        rows = read_eval_csv(run / "eval.csv")
+        plot_learning_curves({cfg.env_id: rows}, run / "learning_curve.png")
+        if rows:
+            print(f"final evaluation: {json.dumps(rows[-1])}")
+    if video:
+        try:
+            evaluate_run(run, episodes=1, video=run / "eval.mp4")
+            print(f"wrote {run / 'learning_curve.png'} and {run / 'eval.mp4'}")
+        except RuntimeError as e:
+            print(f"no video: {e}")

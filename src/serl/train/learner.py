@@ -1,0 +1,325 @@
+"""The learner process: takes in actors' transitions durably, trains, publishes, checkpoints.
+
+Every batch an actor pushes is split into episode fragments and appended to the replay store
+(RUN_DIR/replay, a crash-safe episode store) before it is acknowledged, so after a crash the
+replay is rebuilt from disk with every acknowledged transition exactly once, and the per-actor
+watermarks come from the store itself. Updates are paced to `updates_per_env_step` learner
+steps per online env step; actors, in turn, wait when they run ahead of the learner (see
+`serl.train.actor`), which keeps the update-to-data ratio where learning happens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from serl.agents import api as agents
+from serl.data import (
+    EpisodeBuilder,
+    EpisodeStore,
+    FrameReplayBuffer,
+    MixedSampler,
+    ReplayBuffer,
+    Schema,
+    load_episodes,
+)
+from serl.data.replay import Buffer
+from serl.distributed import LearnerServer, Transitions, schema_hash
+from serl.train.checkpoints import (
+    latest_checkpoint,
+    leaf_hashes,
+    load_checkpoint,
+    save_checkpoint,
+)
+from serl.train.config import TrainConfig
+from serl.train.envs import env_schema, make_env
+from serl.train.reports import append_eval_row
+
+log = logging.getLogger(__name__)
+
+
+def run_token(run_dir: Path) -> str:
+    """The run's shared secret (RUN_DIR/token, owner-only), created on first use."""
+    path = run_dir / "token"
+    if not path.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(16))
+    return path.read_text().strip()
+
+
+def transport_schema_hash(schema: Schema) -> str:
+    """What actor and learner must agree on: observation/action layout and protocol payload."""
+    return schema_hash({"schema": schema.to_json(), "payload": "transition/v1"})
+
+
+def make_buffer(schema: Schema, cfg: TrainConfig) -> Buffer:
+    """Frame-once buffer (optionally JPEG) for camera observations, a ring buffer otherwise."""
+    if schema.image_keys:
+        jpeg = schema.image_keys if cfg.jpeg_quality else ()
+        return FrameReplayBuffer(
+            schema, cfg.replay_capacity, jpeg_keys=jpeg, jpeg_quality=cfg.jpeg_quality or 90
+        )
+    return ReplayBuffer(schema, cfg.replay_capacity)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Replace a small JSON file so readers never see half of it."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+class Learner:
+    """One training run's learner: replay, agent, transport server, checkpoints and logs."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False) -> None:
+        self.cfg = cfg
+        self.run = cfg.path
+        checkpoint = latest_checkpoint(self.run)
+        if checkpoint is not None and not resume:
+            raise FileExistsError(
+                f"{self.run} already holds a run (checkpoint {checkpoint.name}); "
+                "continue it with --resume or choose another --run-dir"
+            )
+        cfg.save()
+        env = make_env(cfg.env_id)
+        self.schema = env_schema(env)
+        example_obs, _ = env.reset(seed=cfg.seed)
+        action_dim = int(np.prod(env.action_space.shape))
+        env.close()
+        self.schema_hash = transport_schema_hash(self.schema)
+
+        self.buffer = make_buffer(self.schema, cfg)
+        self.replay = self._open_replay()
+        self.env_steps, self.actor_steps, watermarks = self._reload_replay()
+        self.sampler = self._sampler()
+
+        self.rng = np.random.default_rng(cfg.seed)
+        self.updates, self.wall_offset = 0, 0.0
+        if checkpoint is not None:
+            self.agent, meta = load_checkpoint(checkpoint)
+            self.updates, self.wall_offset = meta["updates"], meta["wall_s"]
+            self.rng.bit_generator.state = meta["rng"]
+            log.info("resumed from %s (%d updates)", checkpoint, self.updates)
+            # what was restored, leaf by leaf: a network silently re-initialised would show here
+            write_json_atomic(self.run / "resumed_from.json", {
+                "checkpoint": checkpoint.name, "leaf_hashes": leaf_hashes(self.agent)})
+        else:
+            self.agent = agents.create(cfg.agent_config, example_obs, action_dim, cfg.seed)
+        self.start_time = time.monotonic()
+        self.stop = threading.Event()
+        self.done_actors: dict[str, int] = {}  # actor id -> env steps it says it took
+        self.last_eval: dict[str, float] = {}
+        self._ingest_lock = threading.Lock()
+        self._stored_parts: dict[str, tuple[int, int]] = {}
+        self._writer = None
+        self.server = LearnerServer(
+            run_token(self.run),
+            self.schema_hash,
+            self._ingest,
+            host=cfg.host,
+            port=cfg.port,
+            watermarks=watermarks,
+            max_workers=max(8, 2 * cfg.actors + 4),
+        )
+        self._publish(static=True)
+        write_json_atomic(self.run / "learner.json", {"address": self.server.address,
+                                                      "pid": os.getpid()})
+
+    # -- data ---------------------------------------------------------------------------------
+    def _open_replay(self) -> EpisodeStore:
+        path = self.run / "replay"
+        if path.exists():
+            store = EpisodeStore.open(path, writable=True)
+            if store.schema != self.schema:
+                raise ValueError(f"{path}: replay schema differs from {self.cfg.env_id}'s")
+            return store
+        return EpisodeStore.create(path, self.schema)
+
+    def _reload_replay(self) -> tuple[int, dict[str, int], dict[str, int]]:
+        steps, per_actor, marks = 0, {}, {}
+        for index in range(len(self.replay)):
+            fragment, attrs = self.replay[index], self.replay.attrs(index)
+            self.buffer.insert_episode(fragment)
+            actor, n = attrs["actor"], len(fragment)
+            steps += n
+            per_actor[actor] = per_actor.get(actor, 0) + n
+            marks[actor] = max(marks.get(actor, 0), attrs["seq"])
+        if steps:
+            log.info("replay reloaded: %d transitions from %s", steps, self.run / "replay")
+        return steps, per_actor, marks
+
+    def _sampler(self) -> Any:
+        demos = self.cfg.demos
+        if not demos:
+            return self.buffer
+        demo_buffer = make_buffer(self.schema, self.cfg)
+        with EpisodeStore.open(demos) as store:
+            if store.schema != self.schema:
+                raise ValueError(f"{demos}: demo schema differs from {self.cfg.env_id}'s")
+            load_episodes(demo_buffer, store)
+        return MixedSampler(demo_buffer, self.buffer, self.cfg.demo_fraction)
+
+    def _ingest(self, batch: Transitions) -> None:
+        """Store a pushed batch durably, then make it sampleable (runs on a gRPC thread)."""
+        d = batch.data
+        try:
+            fragments = _fragments(d)
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"transition batch: {e}") from e
+        with self._ingest_lock:
+            done_seq, done_part = self._stored_parts.get(batch.actor_id, (0, -1))
+            for part, fragment in enumerate(fragments):
+                if (batch.seq, part) <= (done_seq, done_part):
+                    continue  # stored by an attempt that failed later: never twice
+                self.replay.append(fragment, {"actor": batch.actor_id, "seq": batch.seq,
+                                              "part": part})
+                self._stored_parts[batch.actor_id] = (batch.seq, part)
+            for fragment in fragments:
+                self.buffer.insert_episode(fragment)
+            n = len(batch)
+            self.env_steps += n
+            self.actor_steps[batch.actor_id] = self.actor_steps.get(batch.actor_id, 0) + n
+
+    # -- training -------------------------------------------------------------------------------
+    def allowed_updates(self) -> int:
+        """Learner steps the data received so far pays for."""
+        online = self.env_steps - self.cfg.training_starts
+        return int(self.cfg.updates_per_env_step * online) if online >= 0 else 0
+
+    def _publish(self, static: bool = False) -> None:
+        frozen = agents.frozen_params(self.agent) if static else None
+        self.server.publish(
+            {"policy": agents.actor_params(self.agent)},
+            self.updates + 1,  # version 1 is the initial policy; version - 1 = learner steps
+            static={"frozen": frozen} if frozen else None,
+        )
+
+    def wall_s(self) -> float:
+        """Training wall time, across resumes."""
+        return self.wall_offset + time.monotonic() - self.start_time
+
+    def checkpoint(self) -> Path:
+        """Save agent, counters and sampler RNG atomically."""
+        meta = {"wall_s": self.wall_s(), "env_steps": self.env_steps,
+                "rng": self.rng.bit_generator.state, "watermarks": self.server.watermarks()}
+        return save_checkpoint(self.run, self.agent, self.updates, meta)
+
+    def run_loop(self) -> None:
+        """Train until every actor is done (or SIGTERM / SIGINT), then checkpoint."""
+        from tensorboardX import SummaryWriter
+
+        cfg = self.cfg
+        self._writer = SummaryWriter(str(self.run / "tb"))
+        sample_size = cfg.agent_config.sample_size
+        last_log, last_progress = time.monotonic(), 0.0
+        updates_at_log, steps_at_log = self.updates, self.env_steps
+        metrics: dict[str, Any] = {}
+        try:
+            while not self.stop.is_set():
+                self._handle_reports()
+                if self.all_actors_done():
+                    break
+                if time.monotonic() - last_progress > 1.0:
+                    self._write_progress()
+                    last_progress = time.monotonic()
+                if self.updates >= self.allowed_updates() or len(self.buffer) == 0:
+                    self.stop.wait(0.005)
+                    continue
+                batch = self.sampler.sample(sample_size, self.rng)
+                self.agent, metrics = agents.update(self.agent, batch)
+                self.updates += 1
+                if self.updates % cfg.publish_every == 0:
+                    self._publish()
+                if self.updates % cfg.log_every == 0:
+                    now = time.monotonic()
+                    dt = max(now - last_log, 1e-9)
+                    rates = {"perf/updates_per_s": (self.updates - updates_at_log) / dt,
+                             "perf/env_steps_per_s": (self.env_steps - steps_at_log) / dt}
+                    self._log_scalars({**jax.device_get(metrics), **rates})
+                    last_log, updates_at_log, steps_at_log = now, self.updates, self.env_steps
+                if self.updates % cfg.checkpoint_every == 0:
+                    self.checkpoint()
+        finally:
+            self._handle_reports()
+            self.checkpoint()
+            self._write_progress()
+            self.server.close()
+            self.replay.close()
+            self._writer.close()
+
+    def _log_scalars(self, values: dict[str, Any]) -> None:
+        buffer_stats = {"replay/size": len(self.buffer), "replay/env_steps": self.env_steps}
+        server = {f"transport/{k}": v for k, v in self.server.stats().items()}
+        for name, value in {**values, **buffer_stats, **server}.items():
+            self._writer.add_scalar(name, float(np.asarray(value)), self.updates)
+
+    def _handle_reports(self) -> None:
+        for report in self.server.drain_reports():
+            if report.kind == "eval":
+                others = sum(n for a, n in self.actor_steps.items() if a != report.actor_id)
+                row = {**report.values, "env_step": report.env_step + others,
+                       "wall_s": round(self.wall_s(), 2)}
+                append_eval_row(self.run / "eval.csv", row)
+                self.last_eval = row
+                for key in ("success_rate", "mean_return"):
+                    self._writer.add_scalar(f"eval/{key}", row[key], row["env_step"])
+            elif report.kind == "done":
+                self.done_actors[report.actor_id] = report.env_step
+            else:
+                lag = self.updates + 1 - report.values.get("param_version", self.updates + 1)
+                for key, value in {**report.values, "param_version_lag": lag}.items():
+                    self._writer.add_scalar(f"actor/{key}", value, report.env_step)
+
+    def all_actors_done(self) -> bool:
+        """Every actor signed off and all the transitions it took have arrived."""
+        return len(self.done_actors) >= self.cfg.actors and all(
+            self.actor_steps.get(a, 0) >= steps for a, steps in self.done_actors.items()
+        )
+
+    def _write_progress(self) -> None:
+        write_json_atomic(self.run / "progress.json", {
+            "env_steps": self.env_steps, "updates": self.updates,
+            "wall_s": round(self.wall_s(), 2), "actor_steps": self.actor_steps,
+            "last_eval": self.last_eval, "done_actors": sorted(self.done_actors),
+        })
+
+
+def _fragments(data: dict[str, Any]) -> list[Any]:
+    """Split a pushed batch into episode pieces (frames once), cut at dones and at gaps."""
+    builder = EpisodeBuilder()
+    pieces = []
+    obs, nxt = data["observations"], data["next_observations"]
+    for t in range(len(data["rewards"])):
+        pieces += builder.add(
+            {k: v[t] for k, v in obs.items()}, data["actions"][t], data["rewards"][t],
+            data["terminated"][t], data["truncated"][t], {k: v[t] for k, v in nxt.items()},
+        )
+    last = builder.flush()
+    return pieces + ([last] if last is not None else [])
+
+
+def run_learner(cfg: TrainConfig, resume: bool = False) -> int:
+    """Entry point of the learner process; returns the exit code."""
+    learner = Learner(cfg, resume)
+
+    def request_stop(signum: int, frame: Any) -> None:
+        log.info("signal %d: final checkpoint, then exit", signum)
+        learner.stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    learner.run_loop()
+    return 0

@@ -1,0 +1,158 @@
+"""The training service end to end: learner and actor processes, faults, resume, outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serl.data import EpisodeStore
+from serl.train.checkpoints import latest_checkpoint, leaf_hashes, load_checkpoint
+from serl.train.config import TrainConfig
+from serl.train.launcher import train
+from serl.train.reports import EVAL_COLUMNS, read_eval_csv
+
+TINY_SAC = {"hidden_dims": [32, 32], "num_qs": 2, "batch_size": 32, "critic_actor_ratio": 2}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pendulum(run_dir: Path, **kw) -> TrainConfig:
+    values = {
+        "env_id": "Pendulum-v1", "run_dir": str(run_dir), "agent_overrides": TINY_SAC,
+        "env_steps": 600, "random_steps": 100, "training_starts": 100, "eval_every": 300,
+        "eval_episodes": 2, "checkpoint_every": 20, "updates_per_env_step": 0.25,
+        "pace_slack": 50, **kw,
+    }
+    return TrainConfig(**values)
+
+
+def spawn(*args: str, run_dir: Path, name: str) -> subprocess.Popen:
+    env = {**os.environ, "SERL_TOKEN": "test-token-0123456789"}
+    log = (run_dir / f"{name}.log").open("a")
+    return subprocess.Popen(
+        [sys.executable, "-m", "serl.cli", *args], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+def start_learner(run_dir: Path, resume: bool = False) -> subprocess.Popen:
+    (run_dir / "token").write_text("test-token-0123456789")
+    args = ["learner", "--run-dir", str(run_dir)] + (["--resume"] if resume else [])
+    return spawn(*args, run_dir=run_dir, name="learner")
+
+
+def start_actor(run_dir: Path, port: int) -> subprocess.Popen:
+    return spawn("actor", "--learner", f"127.0.0.1:{port}", "--config",
+                 str(run_dir / "config.json"), run_dir=run_dir, name="actor")
+
+
+def progress(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "progress.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def wait_for(condition, timeout: float, what: str, procs=()) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        for proc in procs:
+            assert proc.poll() is None, f"a process died while waiting for {what}"
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def replay_rows(run_dir: Path) -> np.ndarray:
+    store = EpisodeStore.open(run_dir / "replay")
+    rows = []
+    for episode in store:
+        state = episode.observations["state"]
+        rows.append(np.concatenate([state[:-1], episode.actions, state[1:]], axis=1))
+    return np.concatenate(rows)
+
+
+@pytest.mark.timeout(300)
+def test_train_runs_end_to_end_and_writes_its_outputs(tmp_path) -> None:
+    cfg = pendulum(tmp_path / "run")
+    assert train(cfg, video=False) == 0
+    run = cfg.path
+    rows = read_eval_csv(run / "eval.csv")
+    assert (run / "eval.csv").read_text().splitlines()[0] == ",".join(EVAL_COLUMNS)
+    assert [r["env_step"] for r in rows] == [300, 600]
+    assert all(r["episodes"] == 2 and np.isfinite(r["mean_return"]) for r in rows)
+    assert (run / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert len(replay_rows(run)) == 600  # every env step stored once
+    out = subprocess.run(
+        [sys.executable, "-m", "serl.cli", "eval", str(run), "--episodes", "2"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"success_rate", "mean_return"} <= set(result)
+    # an existing run is never silently overwritten
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg, video=False)
+
+
+@pytest.mark.timeout(300)
+def test_learner_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path) -> None:
+    run = tmp_path / "run"
+    port = free_port()
+    cfg = pendulum(run, env_steps=1200, port=port, eval_every=100_000)
+    cfg.save()
+    learner = start_learner(run)
+    actor = start_actor(run, port)
+    try:
+        wait_for(lambda: progress(run).get("updates", 0) >= 45, 150, "45 updates", [learner])
+        learner.send_signal(signal.SIGKILL)
+        learner.wait(10)
+        checkpoint = latest_checkpoint(run)
+        assert checkpoint is not None
+        saved = leaf_hashes(load_checkpoint(checkpoint)[0])  # before the resumed run prunes it
+        learner = start_learner(run, resume=True)
+        assert learner.wait(240) == 0, (run / "learner.log").read_text()[-3000:]
+        assert actor.wait(60) == 0, (run / "actor.log").read_text()[-3000:]  # never restarted
+    finally:
+        for proc in (learner, actor):
+            if proc.poll() is None:
+                proc.kill()
+    resumed = json.loads((run / "resumed_from.json").read_text())
+    assert resumed["checkpoint"] == checkpoint.name
+    assert resumed["leaf_hashes"] == saved
+    rows = replay_rows(run)
+    assert len(rows) == 1200  # every acknowledged transition ...
+    assert len(np.unique(rows, axis=0)) == 1200  # ... exactly once
+
+
+@pytest.mark.timeout(240)
+def test_sigterm_writes_a_final_checkpoint_and_exits_zero(tmp_path) -> None:
+    run = tmp_path / "run"
+    port = free_port()
+    cfg = pendulum(run, env_steps=100_000, port=port, checkpoint_every=100_000)
+    cfg.save()
+    learner = start_learner(run)
+    actor = start_actor(run, port)
+    try:
+        wait_for(lambda: progress(run).get("updates", 0) >= 10, 150, "10 updates", [learner])
+        learner.send_signal(signal.SIGTERM)
+        assert learner.wait(60) == 0
+    finally:
+        actor.kill()
+        learner.kill() if learner.poll() is None else None
+    checkpoint = latest_checkpoint(run)
+    assert checkpoint is not None and int(checkpoint.name) >= 10
+    assert json.loads((checkpoint / "meta.json").read_text())["updates"] == int(checkpoint.name)
