@@ -26,9 +26,7 @@ pytest: setup
 test: lint pytest
 
 train: setup
-	@echo "make train: the one-command training run arrives with the training-service issue;"
-	@echo "until then use the env by hand (see README)."
-	@exit 1
+	$(BIN)/serl train serl/PandaPickCube-v0
 
 bench: setup
 	$(BIN)/python bench/env_speed.py

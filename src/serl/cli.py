@@ -76,7 +76,7 @@ def train(
     cfg = _config(
         env_id, agent=agent, demos=str(demos) if demos else None, num_demos=num_demos,
         env_steps=env_steps, seed=seed, run_dir=str(run_dir) if run_dir else None,
-        actors=actors, eval_every=eval_every,
+        actors=actors, eval_every=eval_every, resume=resume,
     )
     return launch(cfg, resume=resume, video=video)
 

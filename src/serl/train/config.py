@@ -137,15 +137,25 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-def recipe(env_id: str, **overrides: Any) -> TrainConfig:
+def recipe(env_id: str, resume: bool = False, **overrides: Any) -> TrainConfig:
     """The recommended config for an env id, with explicit overrides (None means unset)."""
     values = {**RECIPES.get(env_id, {}), **{k: v for k, v in overrides.items() if v is not None}}
-    values.setdefault("run_dir", default_run_dir(env_id, values.get("agent", "sac"),
-                                                 values.get("seed", 0)))
+    if "run_dir" not in values:
+        values["run_dir"] = default_run_dir(
+            env_id, values.get("agent", "sac"), values.get("seed", 0), resume
+        )
     return TrainConfig(env_id=env_id, **values)
 
 
-def default_run_dir(env_id: str, agent: str, seed: int) -> str:
-    """runs/<env>/<agent>-s<seed>, the env id made file-name safe."""
+def default_run_dir(env_id: str, agent: str, seed: int, resume: bool = False) -> str:
+    """runs/<env>/<agent>-s<seed>[-N]: the next free one, or with `resume` the newest one."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id)
-    return str(Path("runs") / safe / f"{agent}-s{seed}")
+    base = Path("runs") / safe / f"{agent}-s{seed}"
+
+    def numbered(n: int) -> Path:
+        return base if n == 1 else base.with_name(f"{base.name}-{n}")
+
+    taken = 0  # runs are created in order: -2 exists only if the plain one does
+    while numbered(taken + 1).exists():
+        taken += 1
+    return str(numbered(taken if resume and taken else taken + 1))

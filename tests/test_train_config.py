@@ -1,0 +1,47 @@
+"""Training configs: recipes, overrides, JSON round trips and default run directories."""
+
+import pytest
+
+from serl.train.config import TrainConfig, default_run_dir, recipe
+
+
+def test_recipe_defaults_and_explicit_overrides() -> None:
+    cfg = recipe("serl/PandaPickCube-v0", seed=2, env_steps=None, run_dir="r")
+    assert cfg.num_demos == 20 and cfg.seed == 2 and cfg.run_dir == "r"
+    assert recipe("Pendulum-v1", env_steps=500, run_dir="r").env_steps == 500
+    assert recipe("MountainCarContinuous-v0", run_dir="r").agent == "sac"  # any Box env
+
+
+def test_config_json_round_trip_and_unknown_keys() -> None:
+    cfg = TrainConfig("Pendulum-v1", agent_overrides={"hidden_dims": [8, 8]})
+    again = TrainConfig.from_json(cfg.to_json())
+    assert again == cfg
+    assert again.agent_config.hidden_dims == (8, 8)
+    with pytest.raises(ValueError, match="unknown training config keys"):
+        TrainConfig.from_json({**cfg.to_json(), "lr": 1})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"env_steps": 0}, "env_steps"), ({"demo_fraction": 1.0}, "demo_fraction"),
+     ({"agent": "bc"}, "demonstrations")],
+)
+def test_bad_configs_are_refused(kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        TrainConfig("Pendulum-v1", **kwargs)
+
+
+def test_unknown_agent_override_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="agent_overrides"):
+        _ = TrainConfig("Pendulum-v1", agent_overrides={"learning_rate": 1.0}).agent_config
+
+
+def test_default_run_dirs_never_reuse_a_run_unless_resuming(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    first = default_run_dir("serl/PandaPickCube-v0", "sac", 0)
+    assert first == "runs/serl_PandaPickCube-v0/sac-s0"
+    (tmp_path / first).mkdir(parents=True)
+    second = default_run_dir("serl/PandaPickCube-v0", "sac", 0)
+    assert second == first + "-2"
+    (tmp_path / second).mkdir()
+    assert default_run_dir("serl/PandaPickCube-v0", "sac", 0, resume=True) == second
