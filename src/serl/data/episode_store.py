@@ -70,7 +70,7 @@ class EpisodeStore:
         attrs = {"format": FORMAT, "version": VERSION, "schema": schema.to_json(), "layout": LAYOUT}
         root = zarr.open_group(path, mode="w-", attributes={"serl": attrs})
         root.create_group("episodes")
-        _fsync_tree(path)
+        fsync_tree(path)
         return cls.open(path, writable=True)
 
     @classmethod
@@ -149,10 +149,10 @@ class EpisodeStore:
             _write(obs, key, frames)
         for name in ("actions", "rewards", "terminated", "truncated"):
             _write(group, name, getattr(ep, name))
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         episodes = self.path / "episodes"
         os.rename(tmp, episodes / f"{index:06d}")  # the commit point
-        _fsync_dir(episodes)
+        fsync_dir(episodes)
         os.rmdir(self.path / _INCOMPLETE)
         return index
 
@@ -182,7 +182,8 @@ def _write(group: Any, name: str, data: np.ndarray) -> None:
     group.create_array(name, data=np.ascontiguousarray(data), chunks=data.shape)
 
 
-def _fsync_tree(root: Path) -> None:
+def fsync_tree(root: Path) -> None:
+    """fsync every file and directory below `root`, deepest first."""
     for dirpath, _, files in os.walk(root, topdown=False):
         for name in files:
             fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
@@ -190,10 +191,11 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(Path(dirpath))
+        fsync_dir(Path(dirpath))
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a directory, so the entries created or renamed in it are durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -21,17 +21,10 @@ import jax
 import numpy as np
 
 from serl.agents import checkpoint as agent_checkpoint
+from serl.data.episode_store import fsync_dir, fsync_tree
 
 _NAME = re.compile(r"^\d{9}$")
 MARKER = "COMPLETE"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(
@@ -47,12 +40,9 @@ def save_checkpoint(
     agent_checkpoint.save(agent_state, tmp / "agent")
     (tmp / "meta.json").write_text(json.dumps({**meta, "updates": updates}, indent=2))
     (tmp / MARKER).write_text("")
-    for path in (tmp / "meta.json", tmp / MARKER):
-        with path.open("rb") as f:
-            os.fsync(f.fileno())
-    _fsync_dir(tmp)
+    fsync_tree(tmp)
     os.rename(tmp, final)  # the commit point
-    _fsync_dir(root)
+    fsync_dir(root)
     for old in complete_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     for stale in root.glob(".tmp-*"):  # a crashed writer's leftovers
