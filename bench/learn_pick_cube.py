@@ -1,0 +1,75 @@
+"""Sample efficiency of the default recipe: `serl train serl/PandaPickCube-v0`, several seeds."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from common import write_result
+
+from serl.train.reports import plot_learning_curves, read_eval_csv
+
+TARGET_SUCCESS = 0.9
+TARGET_ENV_STEPS = 20_000
+TARGET_MINUTES = 20.0
+
+
+def first_reaching(rows: list[dict[str, float]], threshold: float) -> dict[str, float] | None:
+    """The first evaluation row whose success rate reaches `threshold`."""
+    return next((r for r in rows if r["success_rate"] >= threshold), None)
+
+
+def run_seed(env_id: str, seed: int, out: Path, extra: list[str]) -> dict[str, object]:
+    """Train one seed with the default recipe and summarise its eval.csv."""
+    run_dir = out / f"seed{seed}"
+    cmd = [sys.executable, "-m", "serl.cli", "train", env_id, "--seed", str(seed),
+           "--run-dir", str(run_dir), "--no-video", *extra]
+    print("$", " ".join(cmd), flush=True)
+    code = subprocess.run(cmd).returncode
+    rows = read_eval_csv(run_dir / "eval.csv") if (run_dir / "eval.csv").exists() else []
+    hit = first_reaching(rows, TARGET_SUCCESS)
+    return {
+        "seed": seed, "exit_code": code, "run_dir": str(run_dir), "evaluations": rows,
+        "env_steps_to_90": hit["env_step"] if hit else None,
+        "minutes_to_90": round(hit["wall_s"] / 60, 2) if hit else None,
+        "final_success_rate": rows[-1]["success_rate"] if rows else None,
+    }
+
+
+def main() -> None:
+    """Train every seed, then write bench/results/learn_pick_cube.json and a PNG."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_learn_pick_cube"))
+    parser.add_argument("--env-id", default="serl/PandaPickCube-v0")
+    parser.add_argument("--quick", action="store_true", help="one seed, 2,000 env steps")
+    args = parser.parse_args()
+    seeds, extra = (args.seeds[:1], ["--env-steps", "2000", "--eval-every", "1000"]) \
+        if args.quick else (args.seeds, [])
+    runs = [run_seed(args.env_id, s, args.out, extra) for s in seeds]
+    steps = [r["env_steps_to_90"] for r in runs]
+    minutes = [r["minutes_to_90"] for r in runs]
+    reached = [s for s in steps if s is not None]
+    # a seed that never reaches 90% counts as infinitely slow in the median
+    median_steps = statistics.median([s if s is not None else float("inf") for s in steps])
+    median_minutes = statistics.median([m if m is not None else float("inf") for m in minutes])
+    plot_learning_curves({f"seed {r['seed']}": r["evaluations"] for r in runs},
+                         Path(__file__).parent / "results" / "learn_pick_cube.png")
+    write_result("learn_pick_cube", {
+        "env_id": args.env_id, "quick": args.quick, "seeds": seeds,
+        "seeds_reaching_90": len(reached),
+        "median_env_steps_to_90": None if median_steps == float("inf") else median_steps,
+        "median_minutes_to_90": None if median_minutes == float("inf") else median_minutes,
+        "target": {"env_steps": TARGET_ENV_STEPS, "minutes": TARGET_MINUTES,
+                   "success": TARGET_SUCCESS},
+        "meets_target": bool(median_steps <= TARGET_ENV_STEPS
+                             and median_minutes <= TARGET_MINUTES),
+        "runs": runs,
+    })
+
+
+if __name__ == "__main__":
+    main()
