@@ -1,0 +1,291 @@
+"""Pieces every agent shares: the observation/action spec, encoder config, optimised-parameter
+state, non-finite update skipping, frozen-parameter bookkeeping and batch checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct, traverse_util
+
+from serl.networks import (
+    BACKBONE_NAME,
+    BACKBONES,
+    POOLINGS,
+    FlattenObservation,
+    ObservationEncoder,
+    image_encoder_factory,
+    load_params_npz,
+    load_pretrained,
+)
+
+Params = Any
+Batch = Mapping[str, Any]
+BATCH_KEYS = ("observations", "actions", "rewards", "masks", "next_observations")
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """Image encoder per camera plus proprio encoder (the DrQ observation encoder).
+
+    `image_keys=None` treats every observation key whose per-sample shape is [H,W,C] or
+    [T,H,W,C] as a camera; all other keys are proprio. `pretrained_path` names a local `.npz`
+    in the format of `serl.networks.pretrained`, loaded into every camera's backbone.
+    With `freeze_backbone` the backbone gets no gradient and no optimizer state: its parameters
+    live in the agent state's `frozen` subtree.
+    """
+
+    backbone: str = "resnet10"
+    pooling: str = "spatial_learned_embeddings"
+    num_spatial_features: int = 8
+    bottleneck_dim: int = 256
+    dropout_rate: float = 0.1
+    proprio_dim: int = 64
+    freeze_backbone: bool = False
+    pretrained_path: str | None = None
+    image_keys: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose from {BACKBONES}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}; choose from {POOLINGS}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentSpec:
+    """What an agent was built for: per-sample observation shapes/dtypes (sorted keys) and |A|."""
+
+    observation: tuple[tuple[str, tuple[int, ...], str], ...]
+    action_dim: int
+
+    @classmethod
+    def from_example(cls, example_obs: Mapping[str, Any], action_dim: int) -> AgentSpec:
+        """Spec from one *unbatched* observation dict."""
+        if not isinstance(example_obs, Mapping) or not example_obs:
+            raise TypeError("the example observation must be a non-empty dict of arrays")
+        obs = []
+        for key in sorted(example_obs):
+            if not isinstance(key, str) or "/" in key or not key:
+                raise ValueError(f"observation keys must be non-empty strings without '/': {key!r}")
+            x = np.asarray(example_obs[key])
+            obs.append((key, tuple(int(d) for d in x.shape), str(x.dtype)))
+        if int(action_dim) < 1:
+            raise ValueError(f"action_dim must be >= 1, got {action_dim}")
+        return cls(tuple(obs), int(action_dim))
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Observation keys in sorted order."""
+        return tuple(k for k, _, _ in self.observation)
+
+    def example(self, batch_size: int = 1) -> dict[str, np.ndarray]:
+        """A zero observation batch matching the spec."""
+        return {k: np.zeros((batch_size, *s), dtype=d) for k, s, d in self.observation}
+
+    def image_keys(self, encoder: EncoderConfig | None) -> tuple[str, ...]:
+        """Camera keys for an encoder config (none without an image encoder)."""
+        if encoder is None:
+            return ()
+        if encoder.image_keys is not None:
+            unknown = set(encoder.image_keys) - set(self.keys)
+            if unknown:
+                raise ValueError(
+                    f"image_keys {sorted(unknown)} are not observation keys {self.keys}"
+                )
+            return tuple(sorted(encoder.image_keys))
+        return tuple(k for k, s, _ in self.observation if len(s) in (3, 4))
+
+    def batch_observation(self, obs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
+        """Validate an observation (single or batched) and return it batched plus `was_single`."""
+        if not isinstance(obs, Mapping):
+            raise TypeError(f"observations must be a dict with keys {self.keys}, got {type(obs)}")
+        out: dict[str, np.ndarray] = {}
+        single = None
+        for key, shape, _ in self.observation:
+            if key not in obs:
+                raise KeyError(f"observation lacks key {key!r}; expected keys {self.keys}")
+            x = obs[key]
+            if not isinstance(x, jax.Array):
+                x = np.asarray(x)
+            if tuple(x.shape) == shape:
+                is_single = True
+                x = x[None]
+            elif tuple(x.shape[1:]) == shape:
+                is_single = False
+            else:
+                raise ValueError(f"observation {key!r} has shape {x.shape}, expected {shape}")
+            if single is not None and single != is_single:
+                raise ValueError("mixing batched and unbatched observation entries")
+            single = is_single
+            out[key] = x
+        return out, bool(single)
+
+    def check_batch(self, batch: Batch) -> None:
+        """Trace-time check of a training batch's keys and shapes against the spec."""
+        missing = [k for k in BATCH_KEYS if k not in batch]
+        if missing:
+            raise KeyError(f"batch lacks {missing}; a batch holds {BATCH_KEYS}")
+        n = np.shape(batch["rewards"])[0]
+        for name in ("observations", "next_observations"):
+            for key, shape, _ in self.observation:
+                if key not in batch[name]:
+                    raise KeyError(f"batch[{name!r}] lacks key {key!r}")
+                got = tuple(np.shape(batch[name][key]))
+                if got[1:] != shape or got[0] != n:
+                    raise ValueError(
+                        f"batch[{name!r}][{key!r}] has shape {got}, want ({n}, *{shape})"
+                    )
+        if tuple(np.shape(batch["actions"])) != (n, self.action_dim):
+            raise ValueError(
+                f"batch actions shape {np.shape(batch['actions'])} != ({n}, {self.action_dim})"
+            )
+        for name in ("rewards", "masks"):
+            if tuple(np.shape(batch[name])) != (n,):
+                raise ValueError(f"batch[{name!r}] shape {np.shape(batch[name])} != ({n},)")
+
+
+class ParamState(struct.PyTreeNode):
+    """Parameters and their optimizer state (the optimizer itself is rebuilt from the config)."""
+
+    params: Params
+    opt_state: Any
+
+    @classmethod
+    def create(cls, params: Params, tx: optax.GradientTransformation) -> ParamState:
+        """Fresh optimizer state for `params`."""
+        return cls(params=params, opt_state=tx.init(params))
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """True iff every element of every leaf is finite."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def apply_if_finite(
+    ps: ParamState, grads: Params, loss: jax.Array, tx: optax.GradientTransformation
+) -> tuple[ParamState, jax.Array]:
+    """One optimizer step, unless the loss or any gradient is non-finite (then `ps` unchanged)."""
+    ok = jnp.isfinite(loss) & all_finite(grads)
+
+    def step(ps: ParamState) -> ParamState:
+        updates, opt_state = tx.update(grads, ps.opt_state, ps.params)
+        return ParamState(params=optax.apply_updates(ps.params, updates), opt_state=opt_state)
+
+    # A cond, not a select: the skipped branch costs nothing and the taken one is not re-read.
+    return jax.lax.cond(ok, step, lambda ps: ps, ps), ok
+
+
+def polyak(target: Params, online: Params, tau: float | jax.Array) -> Params:
+    """target <- target + tau * (online - target); tau = 0 leaves the target exactly as it is."""
+    return jax.tree.map(lambda t, o: t + tau * (o - t), target, online)
+
+
+def split_frozen(params: Params, frozen_name: str | None) -> tuple[Params, Params]:
+    """Split off every subtree under a module called `frozen_name` (None: nothing frozen)."""
+    flat = traverse_util.flatten_dict(params) if params else {}
+    if frozen_name is None:
+        return params, {}
+    trainable = {k: v for k, v in flat.items() if frozen_name not in k}
+    frozen = {k: v for k, v in flat.items() if frozen_name in k}
+    return traverse_util.unflatten_dict(trainable), traverse_util.unflatten_dict(frozen)
+
+
+def merge_params(trainable: Params, frozen: Params) -> Params:
+    """Inverse of `split_frozen`; frozen leaves enter under stop_gradient."""
+    if not frozen:
+        return trainable
+    flat = traverse_util.flatten_dict(trainable) if trainable else {}
+    flat.update(traverse_util.flatten_dict(jax.lax.stop_gradient(frozen)))
+    return traverse_util.unflatten_dict(flat)
+
+
+def make_encoder(encoder: EncoderConfig | None, spec: AgentSpec) -> nn.Module:
+    """The observation encoder: flatten-all-keys for state agents, cameras + proprio otherwise."""
+    if encoder is None:
+        return FlattenObservation(spec.keys)
+    image_keys = spec.image_keys(encoder)
+    if not image_keys:
+        raise ValueError(
+            f"an image encoder was configured but no observation key is an image: {spec}"
+        )
+    proprio_keys = tuple(k for k in spec.keys if k not in image_keys)
+    return ObservationEncoder(
+        image_keys=image_keys,
+        proprio_keys=proprio_keys,
+        image_encoder=image_encoder_factory(
+            backbone=encoder.backbone,
+            pooling=encoder.pooling,
+            num_spatial_features=encoder.num_spatial_features,
+            bottleneck_dim=encoder.bottleneck_dim,
+            dropout_rate=encoder.dropout_rate,
+            freeze_backbone=encoder.freeze_backbone,
+        ),
+        proprio_dim=encoder.proprio_dim,
+    )
+
+
+def frozen_module_name(encoder: EncoderConfig | None) -> str | None:
+    """Name of the frozen submodules (every camera's backbone), or None when nothing is frozen."""
+    return BACKBONE_NAME if encoder is not None and encoder.freeze_backbone else None
+
+
+def init_encoder(
+    module: nn.Module, key: jax.Array, spec: AgentSpec, encoder: EncoderConfig | None
+) -> tuple[Params, Params]:
+    """Initialise the encoder; returns (trainable, frozen) parameters."""
+    k_params, k_drop = jax.random.split(key)
+    variables = module.init({"params": k_params, "dropout": k_drop}, spec.example(), False)
+    return split_frozen(dict(variables.get("params", {})), frozen_module_name(encoder))
+
+
+def load_pretrained_backbones(
+    encoder: EncoderConfig | None, spec: AgentSpec, trainable: Params, frozen: Params
+) -> tuple[Params, Params]:
+    """Load `encoder.pretrained_path` into every camera's backbone (host-side, at creation)."""
+    if encoder is None or encoder.pretrained_path is None:
+        if encoder is not None and encoder.freeze_backbone:
+            warnings.warn(
+                "the image backbone is frozen but has no pretrained weights (random features); "
+                "set encoder.pretrained_path or freeze_backbone=False",
+                stacklevel=3,
+            )
+        return trainable, frozen
+    loaded = load_params_npz(encoder.pretrained_path)
+    frozen_tree = encoder.freeze_backbone
+    tree = jax.tree.map(np.asarray, frozen if frozen_tree else trainable)
+    for key in spec.image_keys(encoder):
+        cam = f"image_{key}"
+        tree[cam][BACKBONE_NAME] = load_pretrained(tree[cam][BACKBONE_NAME], loaded)
+    tree = jax.tree.map(jnp.asarray, tree)
+    return (trainable, tree) if frozen_tree else (tree, frozen)
+
+
+def encode(
+    module: nn.Module,
+    trainable: Params,
+    frozen: Params,
+    obs: Mapping[str, jax.Array],
+    train: bool,
+    key: jax.Array | None,
+) -> jax.Array:
+    """Run the observation encoder with trainable and frozen parameters merged."""
+    params = merge_params(trainable, frozen)
+    rngs = {"dropout": key} if key is not None else {}
+    return module.apply({"params": params}, obs, train, rngs=rngs)
+
+
+def as_float_batch(batch: Batch) -> dict[str, Any]:
+    """Rewards, masks and actions as float32 (masks may arrive as bool)."""
+    out = dict(batch)
+    for name in ("actions", "rewards", "masks"):
+        out[name] = jnp.asarray(batch[name], jnp.float32)
+    return out

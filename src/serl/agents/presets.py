@@ -1,0 +1,40 @@
+"""Named agent configs: the original's SAC-state and DrQ recipes, RLPD, BC.
+
+Data-side parts of a recipe (random steps, replay capacity, 50/50 demo mixing for RLPD) are
+the training layer's; see REFERENCE.md. A learner step samples `config.sample_size`
+transitions (batch_size * critic_actor_ratio for SAC/DrQ).
+"""
+
+from __future__ import annotations
+
+from serl.agents.bc import BCConfig
+from serl.agents.common import EncoderConfig
+from serl.agents.drq import DrQConfig
+from serl.agents.sac import SACConfig
+
+PRESETS: dict[str, SACConfig | BCConfig] = {
+    # The original's state SAC: MLP 256x256 LayerNorm tanh, 10 critics min over 2, discount
+    # 0.99, tau 0.005, Adam 3e-4, temperature 0.01, target entropy -|A|/2, 8 critic minibatches
+    # of 256 per learner step.
+    "sac_state": SACConfig(),
+    # The original's DrQ: ResNet-10 (frozen; give it ImageNet weights with
+    # `encoder.pretrained_path`), spatial learned embeddings (8), dropout 0.1, bottleneck 256,
+    # proprio 64, discount 0.96, critic_actor_ratio 4, random shift pad 4.
+    "drq": DrQConfig(),
+    # DrQ with the original's small conv encoder, trained from scratch (runs with no weight file).
+    "drq_small": DrQConfig(
+        encoder=EncoderConfig(
+            backbone="small", pooling="mean", dropout_rate=0.0, freeze_backbone=False
+        )
+    ),
+    # RLPD: 10 LayerNorm critics min over 2, ReLU, temperature 1.0 with entropy backup, UTD 20,
+    # actor on the last minibatch. The 50/50 demo/online batch is built by the data layer.
+    "rlpd": SACConfig(
+        activation="relu",
+        actor_layer_norm=False,
+        init_temperature=1.0,
+        backup_entropy=True,
+        critic_actor_ratio=20,
+    ),
+    "bc": BCConfig(),
+}
