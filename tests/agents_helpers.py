@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from typing import Any
 
-import jax
 import numpy as np
 
 from serl.agents import BCConfig, DrQConfig, EncoderConfig, SACConfig
+from serl.agents.checkpoint import leaf_hashes
 
 STATE_OBS = {"state": np.zeros(5, np.float32), "aux": np.zeros((2, 2), np.float32)}
 PIXEL_OBS = {
@@ -70,16 +69,6 @@ def random_batch(example: dict, n: int, seed: int, action_dim: int = ACTION_DIM)
         "rewards": rng.standard_normal(n).astype(np.float32),
         "masks": (rng.uniform(size=n) > 0.1).astype(np.float32),
     }
-
-
-def leaf_hashes(tree: Any) -> dict[str, str]:
-    """sha256 of every leaf (dtype, shape and bytes), keyed by its path."""
-    out = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        x = np.asarray(jax.device_get(leaf))
-        h = hashlib.sha256(f"{x.dtype}{x.shape}".encode() + x.tobytes()).hexdigest()
-        out[jax.tree_util.keystr(path)] = h
-    return out
 
 
 def main(argv: list[str]) -> None:

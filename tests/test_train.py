@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serl.agents.checkpoint import leaf_hashes
 from serl.data import EpisodeStore
-from serl.train.checkpoints import latest_checkpoint, leaf_hashes, load_checkpoint
+from serl.train.checkpoints import latest_checkpoint, load_checkpoint
 from serl.train.config import TrainConfig
 from serl.train.launcher import train
 from serl.train.reports import EVAL_COLUMNS, read_eval_csv

@@ -9,6 +9,7 @@ Layout of a checkpoint directory:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -115,3 +116,13 @@ def _check_matches(saved: Any, expected: Any, directory: Path) -> None:
     )
     if bad:
         raise ValueError(f"{directory}: checkpoint arrays do not match its config at {bad[:5]}")
+
+
+def leaf_hashes(tree: Any) -> dict[str, str]:
+    """sha256 of every leaf (dtype, shape, bytes) by path: proof a restore brought all back."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        x = np.asarray(jax.device_get(leaf))
+        digest = hashlib.sha256(f"{x.dtype}{x.shape}".encode() + x.tobytes()).hexdigest()
+        out[jax.tree_util.keystr(path)] = digest
+    return out

@@ -8,7 +8,6 @@ temporary name, fsynced and renamed into place; only then are older ones pruned 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -16,9 +15,6 @@ import shutil
 import uuid
 from pathlib import Path
 from typing import Any
-
-import jax
-import numpy as np
 
 from serl.agents import checkpoint as agent_checkpoint
 from serl.data.episode_store import fsync_dir, fsync_tree
@@ -69,12 +65,3 @@ def load_checkpoint(path: Path) -> tuple[Any, dict[str, Any]]:
     meta = json.loads((path / "meta.json").read_text())
     return agent_checkpoint.restore(path / "agent"), meta
 
-
-def leaf_hashes(tree: Any) -> dict[str, str]:
-    """sha256 of every leaf (dtype, shape and bytes) by path: proof a resume restored it all."""
-    out = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        x = np.asarray(jax.device_get(leaf))
-        digest = hashlib.sha256(f"{x.dtype}{x.shape}".encode() + x.tobytes()).hexdigest()
-        out[jax.tree_util.keystr(path)] = digest
-    return out

@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from serl.agents import api as agents
+from serl.agents.checkpoint import leaf_hashes
 from serl.data import (
     EpisodeBuilder,
     EpisodeStore,
@@ -35,12 +36,7 @@ from serl.data import (
 )
 from serl.data.replay import Buffer
 from serl.distributed import LearnerServer, Transitions, schema_hash
-from serl.train.checkpoints import (
-    latest_checkpoint,
-    leaf_hashes,
-    load_checkpoint,
-    save_checkpoint,
-)
+from serl.train.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from serl.train.config import TrainConfig
 from serl.train.envs import env_schema, make_env
 from serl.train.reports import append_eval_row
