@@ -13,8 +13,10 @@ serl.data). Writes bench/results/pendulum_sac.json: return vs env steps per seed
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import gymnasium as gym
@@ -55,7 +57,7 @@ def run_seed(
     eval_every: int = 1000,
     eval_episodes: int = 5,
     preset: str = "sac_state",
-    stop_when_passed: bool = False,
+    evals_after_pass: int | None = None,
     log=print,
 ) -> dict[str, object]:
     """Train one seed; returns its learning curve and whether it passed."""
@@ -111,8 +113,12 @@ def run_seed(
                 row["critic_loss"] = round(float(metrics["critic/loss"]), 4)
             curve.append(row)
             log(f"seed {seed} {row}")
-            if stop_when_passed and ret >= THRESHOLD:
-                break
+            if evals_after_pass is not None:  # stop once passed and seen to stay passed
+                first = next(
+                    (i for i, r in enumerate(curve) if r["mean_return"] >= THRESHOLD), None
+                )
+                if first is not None and len(curve) - 1 - first >= evals_after_pass:
+                    break
     reached = [r["env_step"] for r in curve if r["mean_return"] >= THRESHOLD]
     return {
         "seed": seed,
@@ -134,12 +140,23 @@ def main() -> None:
     p.add_argument("--random-steps", type=int, default=1000)
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--jobs", type=int, default=1, help="seeds trained in parallel processes")
+    p.add_argument(
+        "--evals-after-pass",
+        type=int,
+        default=None,
+        help="stop a seed this many evaluations after it first passes (default: full budget)",
+    )
     p.add_argument("--out", default="pendulum_sac", help="name of the bench/results JSON")
     args = p.parse_args()
-    runs = [
-        run_seed(s, args.env_steps, args.random_steps, args.eval_every, args.eval_episodes)
-        for s in args.seeds
-    ]
+    steps = (args.env_steps, args.random_steps, args.eval_every, args.eval_episodes)
+    steps = (*steps, "sac_state", args.evals_after_pass)
+    if args.jobs > 1:
+        ctx = multiprocessing.get_context("spawn")  # JAX does not survive fork
+        with ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
+            runs = list(pool.map(run_seed, args.seeds, *[[v] * len(args.seeds) for v in steps]))
+    else:
+        runs = [run_seed(s, *steps) for s in args.seeds]
     passed = sum(r["passed"] for r in runs)
     write_result(
         args.out,
@@ -148,6 +165,8 @@ def main() -> None:
             "criterion": f"deterministic eval mean return >= {THRESHOLD} within {BUDGET} env steps",
             "protocol": {
                 "random_steps": args.random_steps,
+                "seeds_in_parallel": args.jobs,
+                "evals_after_pass": args.evals_after_pass,
                 "learner_steps_per_env_step": 1,
                 "eval_every": args.eval_every,
                 "eval_episodes": args.eval_episodes,

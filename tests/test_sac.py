@@ -190,6 +190,10 @@ def test_sample_and_eval_actions_single_and_batched(cfg):
     np.testing.assert_array_equal(eval_actions(state, obs), eval_actions(state, obs))
     other = sample_actions(state, obs, jax.random.PRNGKey(1))
     assert not np.allclose(batched, other)
+    as_f64 = {k: v.astype(np.float64) for k, v in obs.items()}  # cast to the spec's float32
+    np.testing.assert_array_equal(eval_actions(state, as_f64), eval_actions(state, obs))
+    with pytest.raises(ValueError, match="dtype"):
+        eval_actions(state, {k: v.astype(np.complex64) for k, v in obs.items()})
     with pytest.raises(KeyError, match="aux"):
         eval_actions(state, {"state": np.zeros(5, np.float32)})
     with pytest.raises(ValueError, match="shape"):

@@ -16,5 +16,5 @@ def test_sac_state_preset_learns_pendulum():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     # Stop at the first evaluation past the threshold: passing is what this test checks.
-    result = bench.run_seed(seed=0, stop_when_passed=True)
+    result = bench.run_seed(seed=0, evals_after_pass=0)
     assert result["passed"], result["curve"]

@@ -104,17 +104,23 @@ class AgentSpec:
         return tuple(k for k, s, _ in self.observation if len(s) in (3, 4))
 
     def batch_observation(self, obs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
-        """Validate an observation (single or batched) and return it batched plus `was_single`."""
+        """Validate an observation (single or batched) and return it batched plus `was_single`.
+
+        Host arrays are cast to the spec's dtypes (one compiled policy per batch size, not per
+        dtype a caller happens to pass)."""
         if not isinstance(obs, Mapping):
             raise TypeError(f"observations must be a dict with keys {self.keys}, got {type(obs)}")
         out: dict[str, np.ndarray] = {}
         single = None
-        for key, shape, _ in self.observation:
+        for key, shape, dtype in self.observation:
             if key not in obs:
                 raise KeyError(f"observation lacks key {key!r}; expected keys {self.keys}")
             x = obs[key]
             if not isinstance(x, jax.Array):
                 x = np.asarray(x)
+                if not np.can_cast(x.dtype, dtype, "same_kind"):
+                    raise ValueError(f"observation {key!r} has dtype {x.dtype}, expected {dtype}")
+                x = x.astype(dtype, copy=False)
             if tuple(x.shape) == shape:
                 is_single = True
                 x = x[None]
