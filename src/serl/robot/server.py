@@ -1,0 +1,627 @@
+"""The robot server: an HTTP API (FastAPI, OpenAPI at /openapi.json) over one arm backend.
+
+One call per control step: `POST /command` validates a pose target (and optional gripper
+closure), applies it, optionally waits `settle_s` without blocking other requests, and answers
+the state. The server owns the safety logic no client can skip: every number must be finite,
+targets must lie inside the configured workspace, a watchdog holds the arm when commands stop,
+faults refuse commands until an explicit `POST /recover`, and recoveries are rate-limited so a
+robot that keeps faulting waits for a person. Quaternions are [x, y, z, w] everywhere.
+"""
+
+import asyncio
+import hmac
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serl.robot import transforms as tf
+from serl.robot.backends.base import Backend
+
+log = logging.getLogger(__name__)
+
+MOVE_TOL_M, MOVE_TOL_RAD = 0.003, 0.03  # "the arm has arrived" after a move
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Vec3 = Annotated[list[Finite], Field(min_length=3, max_length=3)]
+Vec4 = Annotated[list[Finite], Field(min_length=4, max_length=4)]
+Vec6 = Annotated[list[Finite], Field(min_length=6, max_length=6)]
+Vec7 = Annotated[list[Finite], Field(min_length=7, max_length=7)]
+Closure = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What the server enforces: workspace (m, base frame), watchdog, recovery budget, token."""
+
+    workspace_low: tuple[float, float, float] = (0.15, -0.6, 0.0)
+    workspace_high: tuple[float, float, float] = (0.85, 0.6, 0.8)
+    watchdog_s: float = 0.5
+    max_recoveries: int = 3
+    recovery_window_s: float = 60.0
+    max_move_s: float = 10.0  # longest timed move accepted
+    move_settle_s: float = 3.0  # longest a move waits for the arm to reach its arrived reference
+    max_camera_wait_s: float = 5.0  # longest a frame request long-polls
+    token: str | None = None
+
+    def __post_init__(self) -> None:
+        low, high = np.asarray(self.workspace_low), np.asarray(self.workspace_high)
+        if low.shape != (3,) or high.shape != (3,) or np.any(low >= high):
+            raise ValueError(f"workspace must be 3 lows below 3 highs, got {low}..{high}")
+        if not self.watchdog_s > 0 or self.max_recoveries < 0:
+            raise ValueError("watchdog_s must be > 0 and max_recoveries >= 0")
+
+
+# -- API schema ----------------------------------------------------------------------------------
+class Strict(BaseModel):
+    """Request models reject unknown fields and non-finite numbers."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Pose(Strict):
+    """TCP pose in the robot base frame: position (m) and unit quaternion [x, y, z, w]."""
+
+    position: Vec3
+    quaternion: Vec4 = Field(description="unit quaternion, scalar LAST: [x, y, z, w]")
+
+
+class CommandRequest(Strict):
+    """One control step: a pose target, an optional gripper closure, an optional wait."""
+
+    pose: Pose
+    gripper: Closure | None = Field(None, description="0 open .. 1 closed; null = unchanged")
+    settle_s: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="wait this long after applying, then answer the state",
+    )
+
+
+class MoveRequest(Strict):
+    """A timed min-jerk move of the reference to a pose; answers when it has arrived."""
+
+    pose: Pose
+    duration_s: float = Field(1.0, ge=0.0, le=10.0, allow_inf_nan=False)
+
+
+class JointResetRequest(Strict):
+    """Joint configuration to move to (rad); null = the backend's home configuration."""
+
+    q: Vec7 | None = None
+
+
+class GripperRequest(Strict):
+    """A gripper action: open, close, move to a closure, or homing (calibration)."""
+
+    action: Literal["open", "close", "move", "homing"]
+    closure: Closure | None = Field(None, description="required for action 'move'")
+
+
+class ParamsUpdate(Strict):
+    """Impedance parameters to change; omitted fields keep their value."""
+
+    translational_stiffness: Finite | None = None
+    translational_damping: Finite | None = None
+    rotational_stiffness: Finite | None = None
+    rotational_damping: Finite | None = None
+    nullspace_stiffness: Finite | None = None
+    translational_clip: Vec3 | None = None
+    translational_clip_neg: Vec3 | None = None
+    rotational_clip: Vec3 | None = None
+    rotational_clip_neg: Vec3 | None = None
+
+
+class Params(BaseModel):
+    """Impedance parameters in force."""
+
+    translational_stiffness: float
+    translational_damping: float
+    rotational_stiffness: float
+    rotational_damping: float
+    nullspace_stiffness: float
+    translational_clip: list[float]
+    translational_clip_neg: list[float]
+    rotational_clip: list[float]
+    rotational_clip_neg: list[float]
+
+
+class FaultRequest(Strict):
+    """A fault to inject (sim backend only, for drills)."""
+
+    kind: Literal["cartesian_reflex", "joint_limit", "communication_lost", "persistent"]
+
+
+class GripperStateModel(BaseModel):
+    """Gripper reading."""
+
+    closure: float = Field(description="0 open .. 1 closed")
+    width: float = Field(description="finger opening (m)")
+    grasped: bool
+
+
+class StateModel(BaseModel):
+    """Everything about the robot in one response. Base frame; quaternion [x, y, z, w]."""
+
+    position: list[float] = Field(description="TCP position (m)")
+    quaternion: list[float] = Field(description="TCP orientation, unit, scalar LAST [x, y, z, w]")
+    velocity: list[float] = Field(description="TCP twist [vx, vy, vz, wx, wy, wz]")
+    wrench: list[float] = Field(description="external wrench at the TCP [fx, fy, fz, tx, ty, tz]")
+    q: list[float]
+    dq: list[float]
+    gripper: GripperStateModel
+    faults: list[str]
+    watchdog_tripped: bool
+    mode: str
+    time: float
+    seq: int
+
+
+class RecoverResponse(BaseModel):
+    """Outcome of an explicit recovery."""
+
+    recovered: bool
+    recoveries_left: int
+    state: StateModel
+
+
+class Health(BaseModel):
+    """Liveness and what the server is."""
+
+    ok: bool
+    backend: str
+    cameras: list[str]
+    auth: bool
+
+
+class CameraList(BaseModel):
+    """Names of the cameras the server serves."""
+
+    cameras: list[str]
+
+
+class ErrorBody(BaseModel):
+    """Every non-validation error: a machine-readable code and a sentence for people."""
+
+    error: str
+    detail: str
+
+
+class ApiError(Exception):
+    """Raised inside handlers; becomes an ErrorBody response."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+
+
+ERRORS = {
+    400: {"model": ErrorBody, "description": "the body is not JSON"},
+    401: {"model": ErrorBody, "description": "missing or wrong bearer token"},
+    409: {"model": ErrorBody, "description": "the robot is faulted: POST /recover first"},
+}
+BODY_ERRORS = {400: ERRORS[400], 401: ERRORS[401]}
+
+
+def _invalid(loc: tuple[str | int, ...], msg: str) -> RequestValidationError:
+    """A 422 in FastAPI's own validation-error shape, for checks pydantic cannot express."""
+    return RequestValidationError(
+        [{"loc": ("body", *loc), "msg": msg, "type": "value_error", "input": None}]
+    )
+
+
+# -- the service: safety logic independent of the web framework ----------------------------------
+class RobotService:
+    """Watchdog, validation, fault gating and recovery budget around one backend."""
+
+    def __init__(self, backend: Backend, config: ServerConfig) -> None:
+        self.backend = backend
+        self.config = config
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._last_command = time.monotonic()
+        self._armed = False  # the watchdog only acts after a command, until it has held once
+        self.watchdog_tripped = False
+        self._recoveries: deque[float] = deque()
+        self._stop = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name="watchdog", daemon=True)
+
+    def start(self) -> None:
+        """Start the backend and the watchdog."""
+        self.backend.start()
+        self._watchdog.start()
+
+    def close(self) -> None:
+        """Stop the watchdog and the backend."""
+        self._stop.set()
+        if self._watchdog.is_alive():
+            self._watchdog.join(timeout=2.0)
+        self.backend.close()
+
+    def _watch(self) -> None:
+        period = min(0.02, self.config.watchdog_s / 5)
+        while not self._stop.wait(period):
+            with self._lock:
+                due = self._armed and time.monotonic() - self._last_command > self.config.watchdog_s
+                if due and self.backend.reference.moving(time.monotonic()):
+                    due = False  # a timed move is a standing command until it ends
+                if due:
+                    self._armed = False
+                    self.watchdog_tripped = True
+            if due:
+                log.warning("no command for %.2f s: holding position", self.config.watchdog_s)
+                self.backend.hold()
+
+    def touch(self, arm: bool = True) -> None:
+        """A command arrived: restart the watchdog (arm=False: nothing to guard until the next)."""
+        with self._lock:
+            self._last_command = time.monotonic()
+            self._armed = arm
+            self.watchdog_tripped = False
+
+    def state(self) -> dict[str, object]:
+        """The backend's state plus the server's own flags, as the JSON body."""
+        s = self.backend.state()
+        with self._lock:
+            self._seq += 1
+            body = s.to_json()
+            body["seq"] = self._seq
+            body["watchdog_tripped"] = self.watchdog_tripped
+        return body
+
+    def check_pose(
+        self, pose: Pose, loc: tuple[str | int, ...] = ("pose",)
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Position inside the workspace and a (near-)unit quaternion, else a 422."""
+        pos = np.asarray(pose.position, dtype=np.float64)
+        low, high = np.asarray(self.config.workspace_low), np.asarray(self.config.workspace_high)
+        if np.any(pos < low) or np.any(pos > high):
+            raise _invalid(
+                (*loc, "position"),
+                f"position {pos.tolist()} is outside the workspace "
+                f"{low.tolist()}..{high.tolist()} (m, base frame)",
+            )
+        quat = np.asarray(pose.quaternion, dtype=np.float64)
+        norm = float(np.linalg.norm(quat))
+        if abs(norm - 1.0) > 0.01:
+            raise _invalid(
+                (*loc, "quaternion"),
+                f"quaternion must be unit length [x, y, z, w], norm is {norm:.4f}",
+            )
+        return pos, quat / norm
+
+    def require_no_fault(self) -> None:
+        """409 while the robot is faulted."""
+        faults = self.backend.faults()
+        if faults:
+            raise ApiError(
+                409, "robot_fault", f"robot is faulted ({', '.join(faults)}); POST /recover first"
+            )
+
+    def recover(self) -> tuple[bool, int]:
+        """Bounded recovery: at most max_recoveries within recovery_window_s."""
+        now = time.monotonic()
+        with self._lock:
+            while self._recoveries and now - self._recoveries[0] > self.config.recovery_window_s:
+                self._recoveries.popleft()
+            if len(self._recoveries) >= self.config.max_recoveries:
+                raise ApiError(
+                    429,
+                    "recovery_exhausted",
+                    f"{len(self._recoveries)} recoveries in the last "
+                    f"{self.config.recovery_window_s:.0f} s; a person must check the robot",
+                )
+            self._recoveries.append(now)
+            left = self.config.max_recoveries - len(self._recoveries)
+        ok = self.backend.recover()
+        self.touch(arm=False)
+        return ok, left
+
+
+def create_app(backend: Backend, config: ServerConfig | None = None) -> FastAPI:
+    """The FastAPI app serving `backend`; the backend starts and stops with the app."""
+    config = config or ServerConfig()
+    service = RobotService(backend, config)
+    bearer = HTTPBearer(auto_error=False)
+
+    def authorize(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        if config.token is None:
+            return
+        given = credentials.credentials if credentials else ""
+        if not hmac.compare_digest(given.encode(), config.token.encode()):
+            raise ApiError(401, "unauthorized", "missing or wrong bearer token")
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        service.start()
+        try:
+            yield
+        finally:
+            service.close()
+
+    app = FastAPI(
+        title="serl robot server",
+        version="1",
+        description=(
+            "Franka arm (or its MuJoCo twin) under Cartesian impedance control. All poses are in "
+            "the robot base frame; quaternions are unit and scalar-last [x, y, z, w]. Lengths in "
+            "m, angles in rad, forces in N."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    # The security scheme appears in the OpenAPI (and is enforced) only when a token is set.
+    auth = [Depends(authorize)] if config.token is not None else []
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the offending input, and a NaN input then fails to encode
+        # (a 500). Answer location, message and type only.
+        errors = [
+            {
+                "loc": [str(p) if not isinstance(p, int) else p for p in e.get("loc", ())],
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "value_error")),
+            }
+            for e in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": errors})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Framework errors (unparsable body, unknown route) in the same shape as ours.
+        return JSONResponse(
+            status_code=exc.status_code,
+            headers=exc.headers,
+            content={"error": f"http_{exc.status_code}", "detail": str(exc.detail)},
+        )
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.status, content={"error": exc.error, "detail": exc.detail}
+        )
+
+    @app.get("/health", response_model=Health)
+    async def health() -> dict[str, object]:
+        """Liveness; needs no token."""
+        return {
+            "ok": True,
+            "backend": backend.name,
+            "cameras": sorted(backend.cameras),
+            "auth": config.token is not None,
+        }
+
+    @app.get("/state", response_model=StateModel, dependencies=auth, responses={401: ERRORS[401]})
+    async def get_state() -> dict[str, object]:
+        """Pose, twist, wrench, joints, gripper, faults: everything in one call."""
+        return service.state()
+
+    @app.post("/command", response_model=StateModel, dependencies=auth, responses=ERRORS)
+    async def command(req: CommandRequest) -> dict[str, object]:
+        """Set the pose target (and gripper); wait settle_s; answer the state."""
+        pos, quat = service.check_pose(req.pose)
+        service.require_no_fault()
+        backend.set_target(pos, quat)
+        if req.gripper is not None:
+            backend.gripper.command(req.gripper)
+        service.touch()
+        if req.settle_s > 0:
+            await asyncio.sleep(req.settle_s)
+        return service.state()
+
+    @app.post("/move", response_model=StateModel, dependencies=auth, responses=ERRORS)
+    async def move(req: MoveRequest) -> dict[str, object]:
+        """Timed min-jerk move to a pose; answers once the reference has arrived."""
+        pos, quat = service.check_pose(req.pose)
+        if req.duration_s > config.max_move_s:
+            raise _invalid(("duration_s",), f"duration_s must be <= {config.max_move_s}")
+        service.require_no_fault()
+        end = backend.move(pos, quat, req.duration_s)
+        service.touch()
+        await asyncio.sleep(max(0.0, end - time.monotonic()))
+        # The reference has arrived; the arm lags it by its error clip. Wait (bounded) until
+        # the arm is there too, so the caller's next observation starts from the pose.
+        give_up = time.monotonic() + config.move_settle_s
+        while time.monotonic() < give_up and not backend.faults():
+            service.touch()  # a move is a standing command: no watchdog while it settles
+            s = backend.state()
+            if (
+                np.linalg.norm(s.position - pos) < MOVE_TOL_M
+                and tf.angle_between(s.quaternion, quat) < MOVE_TOL_RAD
+            ):
+                break
+            await asyncio.sleep(0.01)
+        service.touch()
+        return service.state()
+
+    @app.post("/hold", response_model=StateModel, dependencies=auth, responses={401: ERRORS[401]})
+    async def hold() -> dict[str, object]:
+        """Stop where the arm is and disarm the watchdog."""
+        backend.hold()
+        service.touch(arm=False)
+        return service.state()
+
+    @app.post("/joint_reset", response_model=StateModel, dependencies=auth, responses=ERRORS)
+    async def joint_reset(req: JointResetRequest) -> dict[str, object]:
+        """Move the joints to q (home if omitted), then hold there."""
+        q = backend.home_q if req.q is None else np.asarray(req.q, dtype=np.float64)
+        low, high = backend.joint_limits[:, 0], backend.joint_limits[:, 1]
+        if np.any(q < low) or np.any(q > high):
+            raise _invalid(
+                ("q",),
+                f"q {q.tolist()} is outside the joint limits {low.tolist()}..{high.tolist()} (rad)",
+            )
+        service.require_no_fault()
+        # Joint motions on hardware take seconds: run them off the event loop.
+        await asyncio.to_thread(backend.joint_reset, q)
+        service.touch(arm=False)
+        return service.state()
+
+    @app.post(
+        "/recover",
+        response_model=RecoverResponse,
+        dependencies=auth,
+        responses={
+            401: ERRORS[401],
+            429: {"model": ErrorBody, "description": "recovery budget used up"},
+        },
+    )
+    async def recover() -> dict[str, object]:
+        """Explicitly clear faults; refused (429) after too many recent recoveries."""
+        ok, left = await asyncio.to_thread(service.recover)
+        return {"recovered": ok, "recoveries_left": left, "state": service.state()}
+
+    @app.get("/params", response_model=Params, dependencies=auth, responses={401: ERRORS[401]})
+    async def get_params() -> dict[str, object]:
+        """Impedance parameters in force."""
+        return backend.params.to_dict()
+
+    @app.put("/params", response_model=Params, dependencies=auth, responses=BODY_ERRORS)
+    async def put_params(req: ParamsUpdate) -> dict[str, object]:
+        """Change some impedance parameters; each is checked against its safe range."""
+        changes = {
+            k: tuple(v) if isinstance(v, list) else v
+            for k, v in req.model_dump(exclude_none=True).items()
+        }
+        try:
+            params = backend.params.updated(**changes)
+        except ValueError as e:
+            raise _invalid((), str(e)) from e
+        backend.set_params(params)
+        return params.to_dict()
+
+    @app.post("/gripper", response_model=GripperStateModel, dependencies=auth, responses=ERRORS)
+    async def gripper(req: GripperRequest) -> dict[str, object]:
+        """Open, close, move to a closure, or home the gripper."""
+        service.require_no_fault()
+        if req.action == "homing":
+            await asyncio.to_thread(backend.gripper.homing)
+        elif req.action == "move":
+            if req.closure is None:
+                raise _invalid(("closure",), "action 'move' needs a closure in [0, 1]")
+            backend.gripper.command(req.closure)
+        else:
+            backend.gripper.command(1.0 if req.action == "close" else 0.0)
+        g = backend.state().gripper
+        return {"closure": g.closure, "width": g.width, "grasped": g.grasped}
+
+    @app.get("/cameras", response_model=CameraList, dependencies=auth, responses={401: ERRORS[401]})
+    async def cameras() -> dict[str, object]:
+        """Names of the served cameras."""
+        return {"cameras": sorted(backend.cameras)}
+
+    @app.get(
+        "/cameras/{name}",
+        dependencies=auth,
+        response_class=Response,
+        responses={
+            200: {
+                "content": {"application/octet-stream": {}},
+                "description": "raw RGB uint8 bytes, row-major (H, W, 3); shape in X-Shape",
+            },
+            401: ERRORS[401],
+            404: {"model": ErrorBody, "description": "no such camera"},
+            504: {"model": ErrorBody, "description": "no newer frame within wait_s"},
+        },
+    )
+    async def camera_frame(
+        name: str,
+        after_seq: Annotated[int, Query(ge=0, le=2**62)] = 0,
+        wait_s: Annotated[float, Query(ge=0.0, le=5.0, allow_inf_nan=False)] = 1.0,
+    ) -> Response:
+        """Latest frame with seq > after_seq, waiting up to wait_s for one (long poll)."""
+        store = backend.cameras.get(name)
+        if store is None:
+            raise ApiError(404, "no_camera", f"no camera {name!r}; have {sorted(backend.cameras)}")
+        # Poll on the event loop (no worker thread): frames arrive at tens of Hz.
+        give_up = time.monotonic() + min(wait_s, config.max_camera_wait_s)
+        frame = store.latest()
+        while (frame is None or frame.seq <= after_seq) and time.monotonic() < give_up:
+            await asyncio.sleep(0.002)
+            frame = store.latest()
+        if frame is None or frame.seq <= after_seq:
+            raise ApiError(504, "no_frame", f"camera {name!r}: no frame after seq {after_seq}")
+        h, w = frame.image.shape[:2]
+        return Response(
+            content=frame.image.tobytes(),
+            media_type="application/octet-stream",
+            headers={
+                "X-Shape": f"{h},{w},3",
+                "X-Seq": str(frame.seq),
+                "X-Age": f"{time.monotonic() - frame.time:.4f}",
+            },
+        )
+
+    if backend.name == "sim":
+
+        @app.post("/sim/fault", response_model=StateModel, dependencies=auth, responses=BODY_ERRORS)
+        async def inject_fault(req: FaultRequest) -> dict[str, object]:
+            """Drill: put the simulated robot into a fault."""
+            backend.inject_fault(req.kind)
+            return service.state()
+
+    return app
+
+
+def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 5000) -> None:
+    """Run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+class ServerThread:
+    """Serve an app from a background thread on loopback (tests, benches, notebooks)."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+        import uvicorn
+
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app, host=host, port=port, log_level="warning", access_log=False, lifespan="on"
+            )
+        )
+        self._thread = threading.Thread(target=self._server.run, name="robot-server", daemon=True)
+        self.host = host
+
+    def start(self, timeout: float = 30.0) -> "ServerThread":
+        """Start serving; returns once the socket is bound."""
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("robot server did not start")
+            time.sleep(0.01)
+        return self
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port=0)."""
+        return self._server.servers[0].sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        """http://host:port."""
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        """Shut down gracefully (runs the app's shutdown, which stops the backend)."""
+        self._server.should_exit = True
+        self._thread.join(timeout=10.0)
