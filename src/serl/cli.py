@@ -10,6 +10,8 @@ import tyro
 if TYPE_CHECKING:
     from serl.train.config import TrainConfig
 
+Intervene = Literal["none", "sim", "spacemouse", "gamepad", "keyboard"]
+
 
 def render(
     env_id: tyro.conf.Positional[str] = "serl/PandaPickCubeVision-v0",
@@ -40,15 +42,47 @@ def record_demos(
     seed: int = 0,
     keep_failures: bool = False,
     noise: float = 0.05,
+    action_scale: float = 0.3,
+    viewer: bool = True,
 ) -> None:
-    """Record demonstrations into an episode store (successful episodes only, by default)."""
+    """Record demonstrations into an episode store (successful episodes only, by default).
+
+    With a teleop device the sim runs in real time in a MuJoCo viewer window (--no-viewer to
+    drive it blind); --action-scale scales the device's full deflection.
+    """
+    from serl.robot.teleop import DeviceError
     from serl.train.demos import record_demos as record
 
-    path = record(
-        env_id, episodes, out, expert=expert, seed=seed, successful_only=not keep_failures,
-        noise=noise,
-    )
-    print(f"wrote {episodes} episodes to {path}")
+    try:
+        path = record(
+            env_id, episodes, out, expert=expert, seed=seed, successful_only=not keep_failures,
+            noise=noise, action_scale=action_scale, viewer=viewer and expert != "scripted",
+        )
+    except DeviceError as e:
+        raise SystemExit(f"serl record-demos: {e}") from e
+    from serl.data import EpisodeStore
+
+    with EpisodeStore.open(path) as store:
+        print(f"wrote {len(store)} episodes to {path}")
+
+
+def demos(
+    command: tyro.conf.Positional[Literal["info", "video"]],
+    path: tyro.conf.Positional[Path],
+    out: Path = Path("demos.mp4"),
+    env_id: str | None = None,
+    episodes: int | None = None,
+) -> None:
+    """`demos info PATH`: summarise a demo store as JSON; `demos video PATH --out X.mp4`:
+    replay its episodes to video (camera frames as stored, else re-simulated from seeds)."""
+    import json
+
+    from serl.train.demos import replay_video, summarize_demos
+
+    if command == "info":
+        print(json.dumps(summarize_demos(path), indent=2))
+    else:
+        print(json.dumps(replay_video(path, out, env_id=env_id, episodes=episodes)))
 
 
 def _config(env_id: str, **overrides: object) -> TrainConfig:
@@ -69,15 +103,27 @@ def train(
     resume: bool = False,
     eval_every: int | None = None,
     video: bool = True,
+    preset: str | None = None,
+    intervene: Intervene | None = None,
 ) -> int:
-    """Train with a learner and actor processes on this machine (the env's recipe by default)."""
+    """Train with a learner and actor processes on this machine (the env's recipe by default).
+
+    --intervene sim lets the simulated human take over stalled or straying training episodes
+    (a device name: a person at it); off by default, kept for --resume.
+    """
     from serl.train.launcher import train as launch
 
     cfg = _config(
         env_id, agent=agent, demos=str(demos) if demos else None, num_demos=num_demos,
         env_steps=env_steps, seed=seed, run_dir=str(run_dir) if run_dir else None,
-        actors=actors, eval_every=eval_every, resume=resume,
+        actors=actors, eval_every=eval_every, resume=resume, preset=preset,
     )
+    if intervene is not None:
+        from serl.train.checkpoints import latest_checkpoint
+        from serl.train.envs import InterventionConfig
+
+        if resume or latest_checkpoint(cfg.path) is None:  # never touch another finished run
+            InterventionConfig(kind=intervene).save(cfg.path)
     return launch(cfg, resume=resume, video=video)
 
 
@@ -96,20 +142,26 @@ def actor(
     index: int = 0,
     start_step: int = 0,
     token: str | None = None,
+    intervene: Intervene | None = None,
 ) -> int:
-    """Run actor INDEX against a learner at HOST:PORT (token from --token or $SERL_TOKEN)."""
+    """Run actor INDEX against a learner at HOST:PORT (token from --token or $SERL_TOKEN).
+
+    --intervene overrides the run's intervention.json (e.g. a person at this machine's gamepad).
+    """
     import json
     import os
 
     from serl.train.actor import run_actor
     from serl.train.config import TrainConfig
+    from serl.train.envs import InterventionConfig
 
     _logging()
     secret = token or os.environ.get("SERL_TOKEN")
     if not secret:
         raise SystemExit("serl actor: give --token or set SERL_TOKEN (the learner's RUN_DIR/token)")
     cfg = TrainConfig.from_json(json.loads(config.read_text()))
-    return run_actor(cfg, learner, secret, index, start_step)
+    hil = InterventionConfig(kind=intervene) if intervene is not None else None
+    return run_actor(cfg, learner, secret, index, start_step, hil)
 
 
 def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int = 20,
@@ -120,6 +172,37 @@ def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int = 20,
     from serl.train.evaluation import evaluate_run
 
     print(json.dumps(evaluate_run(run_dir, episodes=episodes, video=video)))
+
+
+def robot_server(
+    backend: Literal["sim", "franka"] = "sim",
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    scene: Literal["empty", "peg"] = "empty",
+    cameras: tuple[str, ...] = ("front", "wrist"),
+    camera_size: int = 128,
+    robot_ip: str = "172.16.0.2",
+    gripper: Literal["franka", "robotiq", "none"] = "franka",
+    robotiq_port: str = "/dev/ttyUSB0",
+    watchdog_s: float = 0.5,
+    token: str | None = None,
+) -> int:
+    """Serve the robot HTTP API (OpenAPI at /openapi.json); token: --token or $SERL_ROBOT_TOKEN."""
+    import os
+
+    from serl.robot.backends import make_backend
+    from serl.robot.server import ServerConfig, create_app, serve
+
+    _logging()
+    if backend == "sim":
+        arm = make_backend(
+            "sim", scene=scene, cameras=cameras, camera_size=(camera_size, camera_size)
+        )
+    else:
+        arm = make_backend("franka", robot_ip=robot_ip, gripper=gripper, robotiq_port=robotiq_port)
+    config = ServerConfig(watchdog_s=watchdog_s, token=token or os.environ.get("SERL_ROBOT_TOKEN"))
+    serve(create_app(arm, config), host=host, port=port)
+    return 0
 
 
 def _logging() -> None:
@@ -137,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
             "actor": actor,
             "eval": evaluate,
             "record-demos": record_demos,
+            "demos": demos,
             "render": render,
+            "robot-server": robot_server,
         },
         args=argv,
     )

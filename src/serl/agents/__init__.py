@@ -34,6 +34,7 @@ from serl.agents.checkpoint import (
 )
 from serl.agents.common import AgentSpec, EncoderConfig
 from serl.agents.drq import DrQConfig
+from serl.agents.gripper import GripperSACConfig, GripperSACState
 from serl.agents.presets import PRESETS
 from serl.agents.sac import SACConfig, SACState
 
@@ -47,6 +48,8 @@ __all__ = [
     "BCState",
     "DrQConfig",
     "EncoderConfig",
+    "GripperSACConfig",
+    "GripperSACState",
     "SACConfig",
     "SACState",
     "actor_from_params",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from serl.agents.bc import BCConfig
 from serl.agents.common import EncoderConfig
 from serl.agents.drq import DrQConfig
+from serl.agents.gripper import GripperSACConfig
 from serl.agents.sac import SACConfig
 
 PRESETS: dict[str, SACConfig | BCConfig] = {
@@ -37,4 +38,7 @@ PRESETS: dict[str, SACConfig | BCConfig] = {
         critic_actor_ratio=20,
     ),
     "bc": BCConfig(),
+    # HIL-SERL's gripper learning: the state SAC for the arm plus a discrete close / stay /
+    # open critic (double DQN) for the action's last entry. Pair with `GripperPenalty`.
+    "sac_gripper": GripperSACConfig(),
 }

@@ -1,7 +1,7 @@
 """Replay buffers, demo mixing and the on-disk episode store."""
 
 from serl.data.episode_store import EpisodeStore, load_episodes
-from serl.data.episodes import EpisodeBuilder, load_pickle_demos
+from serl.data.episodes import EpisodeBuilder, load_pickle_demos, step_runs
 from serl.data.frames import FrameReplayBuffer, JpegCodec
 from serl.data.mixing import MixedSampler, Prefetcher, Sampler, demo_rows, prefetch_batches
 from serl.data.replay import Buffer, ReplayBuffer
@@ -26,4 +26,5 @@ __all__ = [
     "load_pickle_demos",
     "prefetch_batches",
     "stack_frames",
+    "step_runs",
 ]

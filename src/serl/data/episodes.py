@@ -63,6 +63,27 @@ class EpisodeBuilder:
         return episode
 
 
+def step_runs(episode: Episode, steps: Any) -> list[Episode]:
+    """The maximal runs of consecutive `steps` (transition indices) of an episode, as episodes.
+
+    Each run keeps its frames once (observations [start, stop]) and its own done flags, so a
+    run that stops before the episode's end has none (e.g. the steps a person intervened on).
+    """
+    mask = np.zeros(len(episode), bool)
+    mask[np.asarray(steps, dtype=np.int64)] = True
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.view(np.int8), [0]])))
+    return [
+        Episode(
+            observations={k: v[start : stop + 1] for k, v in episode.observations.items()},
+            actions=episode.actions[start:stop],
+            rewards=episode.rewards[start:stop],
+            terminated=episode.terminated[start:stop],
+            truncated=episode.truncated[start:stop],
+        )
+        for start, stop in zip(edges[::2], edges[1::2], strict=True)
+    ]
+
+
 def _copy_obs(obs: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return {k: np.array(v) for k, v in obs.items()}
 

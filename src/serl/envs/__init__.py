@@ -10,6 +10,7 @@ from gymnasium.envs.registration import register, registry
 
 from serl.envs.experts import PickCubeExpert, make_expert
 from serl.envs.pick_cube import PandaPickCubeEnv
+from serl.envs.sim_human import SimHumanRules, SimulatedHuman
 
 ENV_IDS = ("serl/PandaPickCube-v0", "serl/PandaPickCubeVision-v0")
 EPISODE_STEPS = 100
@@ -23,4 +24,25 @@ for _env_id, _image_obs in zip(ENV_IDS, (False, True), strict=True):
             kwargs={"image_obs": _image_obs},
         )
 
-__all__ = ["ENV_IDS", "PandaPickCubeEnv", "PickCubeExpert", "make_expert"]
+# Real-robot tasks (serl.robot.tasks): FrankaEnv over the robot server at $SERL_ROBOT_URL
+# (default http://127.0.0.1:5000). The Sim id runs against `serl robot-server --scene peg`.
+ROBOT_ENV_IDS = {
+    "serl/FrankaPegInsertSim-v0": "sim_peg_insertion",
+    "serl/FrankaPegInsert-v0": "peg_insertion",
+    "serl/FrankaPCBInsert-v0": "pcb_insertion",
+    "serl/FrankaCableRoute-v0": "cable_routing",
+    "serl/FrankaBinRelocationForward-v0": "bin_relocation_forward",
+    "serl/FrankaBinRelocationBackward-v0": "bin_relocation_backward",
+}
+for _env_id, _task in ROBOT_ENV_IDS.items():
+    if _env_id not in registry:
+        register(id=_env_id, entry_point="serl.robot.tasks:make_env", kwargs={"task": _task})
+
+__all__ = [
+    "ENV_IDS",
+    "PandaPickCubeEnv",
+    "PickCubeExpert",
+    "SimHumanRules",
+    "SimulatedHuman",
+    "make_expert",
+]

@@ -24,7 +24,7 @@ from serl.agents.actor import eval_actions, sample_actions
 from serl.agents.common import AgentSpec
 from serl.distributed import ActorClient
 from serl.train.config import TrainConfig
-from serl.train.envs import env_schema, make_env
+from serl.train.envs import InterventionConfig, env_schema, make_env, wrap_intervention
 from serl.train.learner import transport_schema_hash
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,22 @@ class Actor:
     """One actor of a run: env, transport client, the latest policy, pacing and evaluation."""
 
     def __init__(
-        self, cfg: TrainConfig, address: str, token: str, index: int, start_step: int = 0
+        self,
+        cfg: TrainConfig,
+        address: str,
+        token: str,
+        index: int,
+        start_step: int = 0,
+        intervention: InterventionConfig | None = None,
     ) -> None:
         self.cfg = cfg
         self.index = index
         self.actor_id = f"actor-{index}"
-        self.env = make_env(cfg.env_id)
+        # who may take over training episodes (never evaluation ones): RUN_DIR's setting
+        self.intervention = intervention or InterventionConfig.load(cfg.path)
+        self.env = wrap_intervention(
+            make_env(cfg.env_id), self.intervention, seed=cfg.seed * 1000 + index + start_step
+        )
         self.eval_env = make_env(cfg.env_id) if index == 0 else None
         schema = env_schema(self.env)
         example, _ = self.env.reset(seed=cfg.seed)
@@ -109,7 +119,7 @@ class Actor:
         self.client.wait_params(timeout=120.0)
         self.refresh_policy()
         obs, _ = self.env.reset(seed=self.cfg.seed * 1000 + self.index + self.steps)
-        episode_return, episode_len = 0.0, 0
+        episode_return, episode_len, episode_interventions = 0.0, 0, 0
         while self.steps < self.share and not self.stopped:
             self.refresh_policy()
             if self.steps >= self.allowed_steps():
@@ -117,20 +127,24 @@ class Actor:
                 continue
             action = np.asarray(self.act(obs), dtype=np.float32)
             next_obs, reward, terminated, truncated, info = self.env.step(action)
+            # what was executed is what is stored: a person's action replaces the policy's
+            intervened = bool(info.get("intervened", False))
+            executed = np.asarray(info.get("intervene_action", action), dtype=np.float32)
             self.client.send(
-                {"observations": obs, "actions": action, "rewards": np.float32(reward),
+                {"observations": obs, "actions": executed, "rewards": np.float32(reward),
                  "terminated": np.bool_(terminated), "truncated": np.bool_(truncated),
-                 "next_observations": next_obs},
+                 "next_observations": next_obs, "intervened": np.bool_(intervened)},
                 param_version=self.policy.version,
             )
             self.steps += 1
             episode_return += float(reward)
             episode_len += 1
+            episode_interventions += intervened
             obs = next_obs
             if terminated or truncated:
-                self._report_episode(episode_return, episode_len, info)
+                self._report_episode(episode_return, episode_len, info, episode_interventions)
                 obs, _ = self.env.reset()
-                episode_return, episode_len = 0.0, 0
+                episode_return, episode_len, episode_interventions = 0.0, 0, 0
             if self.eval_env is not None and self.steps % self.cfg.eval_every == 0:
                 self.evaluate()
         if self.stopped:
@@ -151,15 +165,17 @@ class Actor:
         self.client.report(result, self.steps, kind="eval")
         log.info("eval at %d env steps: %s", self.steps, result)
 
-    def _report_episode(self, ret: float, length: int, info: dict[str, Any]) -> None:
+    def _report_episode(
+        self, ret: float, length: int, info: dict[str, Any], interventions: int = 0
+    ) -> None:
         stats = self.client.stats()
-        self.client.report(
-            {"episode_return": ret, "episode_length": float(length),
-             "success": float(bool(info.get("success", False))),
-             "param_version": float(self.policy.version), "queued": stats["queued"],
-             "dropped": stats.get("dropped", 0.0)},
-            self.steps,
-        )
+        values = {"episode_return": ret, "episode_length": float(length),
+                  "success": float(bool(info.get("success", False))),
+                  "param_version": float(self.policy.version), "queued": stats["queued"],
+                  "dropped": stats.get("dropped", 0.0)}
+        if self.intervention.kind != "none":
+            values["intervention_rate"] = interventions / max(length, 1)
+        self.client.report(values, self.steps)
 
     def close(self, flush_timeout: float = 60.0) -> bool:
         """Wait for the learner to acknowledge everything sent, then disconnect."""
@@ -172,10 +188,15 @@ class Actor:
 
 
 def run_actor(
-    cfg: TrainConfig, address: str, token: str, index: int, start_step: int = 0
+    cfg: TrainConfig,
+    address: str,
+    token: str,
+    index: int,
+    start_step: int = 0,
+    intervention: InterventionConfig | None = None,
 ) -> int:
     """Entry point of an actor process; returns the exit code."""
-    actor = Actor(cfg, address, token, index, start_step)
+    actor = Actor(cfg, address, token, index, start_step, intervention)
 
     def request_stop(signum: int, frame: Any) -> None:
         actor.stopped = True

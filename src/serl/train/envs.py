@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -11,6 +15,8 @@ from gymnasium.wrappers import RescaleAction
 
 import serl.envs  # noqa: F401  (registers the serl/ ids)
 from serl.data import Schema
+from serl.envs import SimHumanRules, SimulatedHuman
+from serl.wrappers import InterventionWrapper, control_period
 from serl.wrappers.observations import DictObservation
 
 
@@ -41,3 +47,56 @@ def env_schema(env: gym.Env) -> Schema:
         for key, space in obs_space.spaces.items()
     }
     return Schema.create(observations, env.action_space.shape)
+
+
+INTERVENERS = ("none", "sim", "spacemouse", "gamepad", "keyboard")
+INTERVENTION_FILE = "intervention.json"
+
+
+@dataclass(frozen=True)
+class InterventionConfig:
+    """Who may intervene in a run's training episodes: nobody, the simulated human, a device.
+
+    Kept in RUN_DIR/intervention.json beside config.json (an actor-side setting: the person
+    sits at the actor's machine). `sim_rules` overrides `serl.envs.SimHumanRules` fields.
+    """
+
+    kind: str = "none"
+    hold_s: float = 0.5  # device interventions last this long after the last input
+    action_scale: float = 0.3  # a device's full deflection, as a fraction of the action range
+    sim_rules: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in INTERVENERS:
+            raise ValueError(f"intervene: expected one of {INTERVENERS}, got {self.kind!r}")
+
+    def save(self, run_dir: Path) -> Path:
+        """Write RUN_DIR/intervention.json."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / INTERVENTION_FILE
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, run_dir: Path) -> InterventionConfig:
+        """RUN_DIR/intervention.json, or no intervention when there is none."""
+        path = run_dir / INTERVENTION_FILE
+        if not path.exists():
+            return cls()
+        return cls(**json.loads(path.read_text()))
+
+
+def wrap_intervention(env: gym.Env, cfg: InterventionConfig, seed: int) -> gym.Env:
+    """`env` under an InterventionWrapper driven by the configured intervener (or as it is)."""
+    if cfg.kind == "none":
+        return env
+    if cfg.kind == "sim":
+        intervener: Any = SimulatedHuman(env, SimHumanRules(**cfg.sim_rules), seed=seed)
+    else:
+        from serl.robot.teleop import DeviceIntervener, make_device  # the robot stack: lazily
+
+        intervener = DeviceIntervener(
+            make_device(cfg.kind), int(np.prod(env.action_space.shape)), control_period(env),
+            hold_s=cfg.hold_s, scale=cfg.action_scale,
+        )
+    return InterventionWrapper(env, intervener)

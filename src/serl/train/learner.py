@@ -33,13 +33,14 @@ from serl.data import (
     ReplayBuffer,
     Schema,
     load_episodes,
+    step_runs,
 )
 from serl.data.replay import Buffer
 from serl.distributed import LearnerServer, Transitions, schema_hash
 from serl.train.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from serl.train.config import TrainConfig
 from serl.train.envs import env_schema, make_env
-from serl.train.reports import append_eval_row
+from serl.train.reports import append_episode_row, append_eval_row, plot_intervention_rate
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,10 @@ class Learner:
         self.schema_hash = transport_schema_hash(self.schema)
 
         self.buffer = make_buffer(self.schema, cfg)
+        # Demos, then (HIL-SERL) every intervened step as it arrives: the demo half of a batch.
+        self.demo_buffer = self._load_demos()
+        self.intervention_steps = 0
+        self.sampler: Any = None
         self.replay = self._open_replay()
         self.env_steps, self.actor_steps, watermarks = self._reload_replay()
         self.sampler = self._sampler()
@@ -148,7 +153,7 @@ class Learner:
         steps, per_actor, marks = 0, {}, {}
         for index in range(len(self.replay)):
             fragment, attrs = self.replay[index], self.replay.attrs(index)
-            self.buffer.insert_episode(fragment)
+            self._insert(fragment, attrs.get("intervened", ()))
             actor, n = attrs["actor"], len(fragment)
             steps += n
             per_actor[actor] = per_actor.get(actor, 0) + n
@@ -157,16 +162,34 @@ class Learner:
             log.info("replay reloaded: %d transitions from %s", steps, self.run / "replay")
         return steps, per_actor, marks
 
-    def _sampler(self) -> Any:
+    def _load_demos(self) -> Buffer | None:
         demos = self.cfg.demos
         if not demos:
-            return self.buffer
+            return None
         demo_buffer = make_buffer(self.schema, self.cfg)
         with EpisodeStore.open(demos) as store:
             if store.schema != self.schema:
                 raise ValueError(f"{demos}: demo schema differs from {self.cfg.env_id}'s")
             load_episodes(demo_buffer, store)
-        return MixedSampler(demo_buffer, self.buffer, self.cfg.demo_fraction)
+        return demo_buffer
+
+    def _sampler(self) -> Any:
+        if self.demo_buffer is None:
+            return self.buffer
+        return MixedSampler(self.demo_buffer, self.buffer, self.cfg.demo_fraction)
+
+    def _insert(self, fragment: Any, intervened: Any) -> None:
+        """Online buffer always; the intervened steps also to the demo buffer (HIL-SERL)."""
+        self.buffer.insert_episode(fragment)
+        if len(intervened) == 0:
+            return
+        if self.demo_buffer is None:  # a run without demos: the first intervention starts one
+            self.demo_buffer = make_buffer(self.schema, self.cfg)
+        for run in step_runs(fragment, intervened):
+            self.demo_buffer.insert_episode(run)
+        self.intervention_steps += len(intervened)
+        if self.sampler is self.buffer:
+            self.sampler = self._sampler()
 
     def _ingest(self, batch: Transitions) -> None:
         """Store a pushed batch durably, then make it sampleable (runs on a gRPC thread)."""
@@ -177,14 +200,16 @@ class Learner:
             raise ValueError(f"transition batch: {e}") from e
         with self._ingest_lock:
             done_seq, done_part = self._stored_parts.get(batch.actor_id, (0, -1))
-            for part, fragment in enumerate(fragments):
+            for part, (fragment, intervened) in enumerate(fragments):
                 if (batch.seq, part) <= (done_seq, done_part):
                     continue  # stored by an attempt that failed later: never twice
-                self.replay.append(fragment, {"actor": batch.actor_id, "seq": batch.seq,
-                                              "part": part})
+                attrs = {"actor": batch.actor_id, "seq": batch.seq, "part": part}
+                if intervened:  # step indices: the replay log alone rebuilds the demo buffer
+                    attrs["intervened"] = intervened
+                self.replay.append(fragment, attrs)
                 self._stored_parts[batch.actor_id] = (batch.seq, part)
-            for fragment in fragments:
-                self.buffer.insert_episode(fragment)
+            for fragment, intervened in fragments:
+                self._insert(fragment, intervened)
             n = len(batch)
             self.env_steps += n
             self.actor_steps[batch.actor_id] = self.actor_steps.get(batch.actor_id, 0) + n
@@ -255,9 +280,19 @@ class Learner:
             self.server.close()
             self.replay.close()
             self._writer.close()
+            self._plot_interventions()
+
+    def _plot_interventions(self) -> None:
+        """RUN_DIR/intervention_rate.png, when the run's episodes had an intervener."""
+        try:
+            plot_intervention_rate(self.run / "episodes.csv", self.run / "intervention_rate.png")
+        except Exception:  # a plot must never fail a finished run
+            log.exception("could not plot the intervention rate")
 
     def _log_scalars(self, values: dict[str, Any]) -> None:
-        buffer_stats = {"replay/size": len(self.buffer), "replay/env_steps": self.env_steps}
+        buffer_stats = {"replay/size": len(self.buffer), "replay/env_steps": self.env_steps,
+                        "replay/intervention_steps": self.intervention_steps,
+                        "replay/demo_size": len(self.demo_buffer) if self.demo_buffer else 0}
         server = {f"transport/{k}": v for k, v in self.server.stats().items()}
         for name, value in {**values, **buffer_stats, **server}.items():
             self._writer.add_scalar(name, float(np.asarray(value)), self.updates)
@@ -278,6 +313,11 @@ class Learner:
                 lag = self.updates + 1 - report.values.get("param_version", self.updates + 1)
                 for key, value in {**report.values, "param_version_lag": lag}.items():
                     self._writer.add_scalar(f"actor/{key}", value, report.env_step)
+                if "episode_return" in report.values:
+                    others = sum(n for a, n in self.actor_steps.items() if a != report.actor_id)
+                    append_episode_row(self.run / "episodes.csv", {
+                        **report.values, "env_step": report.env_step + others,
+                        "actor": report.actor_id})
 
     def all_actors_done(self) -> bool:
         """Every actor signed off and all the transitions it took have arrived."""
@@ -293,18 +333,25 @@ class Learner:
         })
 
 
-def _fragments(data: dict[str, Any]) -> list[Any]:
-    """Split a pushed batch into episode pieces (frames once), cut at dones and at gaps."""
+def _fragments(data: dict[str, Any]) -> list[tuple[Any, list[int]]]:
+    """Split a pushed batch into episode pieces (frames once), cut at dones and at gaps, each
+    with the indices of its steps a person (or the simulated one) took over."""
     builder = EpisodeBuilder()
     pieces = []
     obs, nxt = data["observations"], data["next_observations"]
-    for t in range(len(data["rewards"])):
+    n = len(data["rewards"])
+    for t in range(n):
         pieces += builder.add(
             {k: v[t] for k, v in obs.items()}, data["actions"][t], data["rewards"][t],
             data["terminated"][t], data["truncated"][t], {k: v[t] for k, v in nxt.items()},
         )
     last = builder.flush()
-    return pieces + ([last] if last is not None else [])
+    pieces += [last] if last is not None else []
+    # an actor that predates the flag sends none: nothing was intervened
+    flags = np.asarray(data.get("intervened", np.zeros(n, bool)), bool).reshape(n)
+    starts = np.cumsum([0] + [len(p) for p in pieces])  # pieces cover the rows in order
+    return [(p, np.flatnonzero(flags[a:b]).tolist())
+            for p, a, b in zip(pieces, starts[:-1], starts[1:], strict=True)]
 
 
 def run_learner(cfg: TrainConfig, resume: bool = False) -> int:

@@ -35,6 +35,73 @@ def read_eval_csv(path: Path) -> list[dict[str, float]]:
     return [{k: (int(float(v)) if k in ints else float(v)) for k, v in r.items()} for r in rows]
 
 
+EPISODE_COLUMNS = (
+    "env_step", "actor", "episode_return", "episode_length", "success", "intervention_rate",
+)
+
+
+def append_episode_row(path: Path, row: dict[str, float | str]) -> None:
+    """Append one training episode to RUN_DIR/episodes.csv (intervention_rate blank when the
+    run has no intervener)."""
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=EPISODE_COLUMNS, extrasaction="ignore", restval="")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def rolling_mean(values: Sequence[float], window: int) -> np.ndarray:
+    """Mean of the last `window` values at each position (fewer at the start)."""
+    x = np.asarray(values, np.float64)
+    sums = np.cumsum(np.concatenate([[0.0], x]))
+    lo = np.maximum(np.arange(1, len(x) + 1) - window, 0)
+    return (sums[1:] - sums[lo]) / (np.arange(1, len(x) + 1) - lo)
+
+
+def plot_intervention_rate(
+    episodes_csv: Path, out: Path, window: int = 10
+) -> Path | None:
+    """PNG of the per-episode intervention rate (and its rolling mean) over env steps; None
+    when the run logged no intervention rate."""
+    if not episodes_csv.exists():
+        return None
+    with episodes_csv.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("intervention_rate")]
+    if not rows:
+        return None
+    rows.sort(key=lambda r: float(r["env_step"]))
+    steps = [float(r["env_step"]) for r in rows]
+    rates = [float(r["intervention_rate"]) for r in rows]
+    return plot_series(
+        {"per episode": (steps, rates), f"mean of {window}": (steps, rolling_mean(rates, window))},
+        out, ylabel="intervention rate (share of steps)",
+    )
+
+
+def plot_series(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]], out: Path, ylabel: str
+) -> Path:
+    """PNG of named (x, y) series against env steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for name, (x, y) in series.items():
+        ax.plot(x, y, marker="." if len(x) < 200 else None, label=name)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
 def plot_learning_curves(
     runs: dict[str, Sequence[dict[str, float]]], out: Path, metric: str = "success_rate"
 ) -> Path:

@@ -1,0 +1,128 @@
+"""Human-in-the-loop sample efficiency on serl/PandaPickCube-v0, headless: (a) no demos,
+(b) 20 scripted demos, (c) 20 demos + the simulated human's interventions; 3 seeds each.
+
+Writes bench/results/hil_pick_cube.json (env steps to 90% evaluation success, final success,
+intervention rate over time) and PNGs of the learning curves and of the intervention rate.
+Expected: (c) <= (b) < (a) in median env steps to 90%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+from pathlib import Path
+
+from common import RESULTS, write_result
+
+from serl.train.config import recipe
+from serl.train.envs import InterventionConfig
+from serl.train.launcher import train
+from serl.train.reports import plot_learning_curves, plot_series, read_eval_csv
+
+TARGET_SUCCESS = 0.9
+CONDITIONS = {
+    "no_demos": {"num_demos": 0, "random_steps": 1_000, "training_starts": 1_000},
+    "demos": {},
+    "demos_interventions": {},
+}
+
+
+def first_reaching(rows: list[dict[str, float]], threshold: float) -> dict[str, float] | None:
+    """The first evaluation row whose success rate reaches `threshold`."""
+    return next((r for r in rows if r["success_rate"] >= threshold), None)
+
+
+def intervention_rate_over_time(episodes_csv: Path, bin_steps: int) -> list[list[float]]:
+    """[env step at the bin's end, mean intervention rate of the episodes ending in it]."""
+    if not episodes_csv.exists():
+        return []
+    bins: dict[int, list[float]] = {}
+    with episodes_csv.open(newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get("intervention_rate"):
+                end = (int(float(row["env_step"])) // bin_steps + 1) * bin_steps
+                bins.setdefault(end, []).append(float(row["intervention_rate"]))
+    return [[end, round(statistics.mean(v), 4)] for end, v in sorted(bins.items())]
+
+
+def run(condition: str, seed: int, out: Path, overrides: dict[str, int]) -> dict[str, object]:
+    """Train one seed of one condition and summarise it."""
+    run_dir = out / condition / f"seed{seed}"
+    cfg = recipe(
+        "serl/PandaPickCube-v0",
+        seed=seed,
+        run_dir=str(run_dir),
+        **{**CONDITIONS[condition], **overrides},
+    )
+    if condition == "demos_interventions":
+        InterventionConfig(kind="sim").save(run_dir)
+    print(f"== {condition} seed {seed}: {run_dir}", flush=True)
+    code = train(cfg, video=False)
+    rows = read_eval_csv(run_dir / "eval.csv") if (run_dir / "eval.csv").exists() else []
+    hit = first_reaching(rows, TARGET_SUCCESS)
+    return {
+        "seed": seed,
+        "exit_code": code,
+        "run_dir": str(run_dir),
+        "evaluations": rows,
+        "env_steps_to_90": hit["env_step"] if hit else None,
+        "final_success_rate": rows[-1]["success_rate"] if rows else None,
+        "intervention_rate": intervention_rate_over_time(
+            run_dir / "episodes.csv", max(cfg.eval_every // 2, 500)
+        ),
+    }
+
+
+def median_steps(runs: list[dict[str, object]]) -> float | None:
+    """Median env steps to 90%; a seed that never gets there counts as infinitely slow."""
+    steps = [r["env_steps_to_90"] for r in runs]
+    m = statistics.median([s if s is not None else float("inf") for s in steps])
+    return None if m == float("inf") else m
+
+
+def main() -> None:
+    """Train every condition and seed, then write the JSON and PNGs."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_hil_pick_cube"))
+    parser.add_argument("--quick", action="store_true", help="one seed, 2,000 env steps each")
+    args = parser.parse_args()
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    overrides = {"env_steps": 2_000, "eval_every": 1_000, "eval_episodes": 5} if args.quick else {}
+    results = {c: [run(c, s, args.out, overrides) for s in seeds] for c in CONDITIONS}
+
+    plot_learning_curves(
+        {f"{c} s{r['seed']}": r["evaluations"] for c, runs in results.items() for r in runs},
+        RESULTS / "hil_pick_cube.png",
+    )
+    rates = {f"seed {r['seed']}": r["intervention_rate"] for r in results["demos_interventions"]}
+    if any(rates.values()):
+        plot_series(
+            {name: ([p[0] for p in pts], [p[1] for p in pts]) for name, pts in rates.items()},
+            RESULTS / "hil_pick_cube_interventions.png",
+            ylabel="intervention rate",
+        )
+    medians = {c: median_steps(runs) for c, runs in results.items()}
+    inf = float("inf")
+    a, b, c = (medians[k] if medians[k] is not None else inf for k in CONDITIONS)
+    write_result(
+        "hil_pick_cube",
+        {
+            "env_id": "serl/PandaPickCube-v0",
+            "quick": args.quick,
+            "seeds": seeds,
+            "target_success": TARGET_SUCCESS,
+            "median_env_steps_to_90": medians,
+            "median_final_success": {
+                k: statistics.median([r["final_success_rate"] or 0.0 for r in runs])
+                for k, runs in results.items()
+            },
+            "expected_order_holds": bool(c <= b < a),
+            "runs": results,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
