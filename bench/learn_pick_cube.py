@@ -27,8 +27,12 @@ def run_seed(env_id: str, seed: int, out: Path, extra: list[str]) -> dict[str, o
     run_dir = out / f"seed{seed}"
     cmd = [sys.executable, "-m", "serl.cli", "train", env_id, "--seed", str(seed),
            "--run-dir", str(run_dir), "--no-video", *extra]
-    print("$", " ".join(cmd), flush=True)
-    code = subprocess.run(cmd).returncode
+    if (run_dir / "learning_curve.png").exists():  # finished earlier: summarise, not retrain
+        print(f"{run_dir}: finished run, summarising it", flush=True)
+        code = 0
+    else:
+        print("$", " ".join(cmd), flush=True)
+        code = subprocess.run(cmd).returncode
     rows = read_eval_csv(run_dir / "eval.csv") if (run_dir / "eval.csv").exists() else []
     hit = first_reaching(rows, TARGET_SUCCESS)
     return {

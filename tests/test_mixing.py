@@ -145,3 +145,13 @@ def test_prefetch_batches_samples_in_the_background_with_a_transform():
     with prefetch_batches(buf, 32, np.random.default_rng(0), depth=2, transform=transform) as it:
         assert [next(it) for _ in range(4)] == [(32, 2, 4, 4, 3)] * 4
     assert threads == {"serl-prefetch"}
+
+
+def test_mark_demos_flags_exactly_the_rows_drawn_from_the_demos():
+    demo = filled(ReplayBuffer(SCHEMA, 100), source=1.0)
+    online = filled(ReplayBuffer(SCHEMA, 100), source=2.0)
+    plain = MixedSampler(demo, online, 0.5).sample(32, np.random.default_rng(0))
+    assert "demo" not in plain  # opt-in: other consumers see the usual batch
+    batch = MixedSampler(demo, online, 0.5, mark_demos=True).sample(32, np.random.default_rng(0))
+    np.testing.assert_array_equal(batch["demo"], (batch["rewards"] == 1.0).astype(np.float32))
+    assert batch["demo"].dtype == np.float32 and batch["demo"].sum() == 16

@@ -128,6 +128,21 @@ def test_temperature_moves_toward_target_entropy(cfg, target_entropy, direction)
     assert (float(metrics["actor/entropy"]) < target_entropy) == (direction == 1)
 
 
+def test_q_filtered_bc_pulls_the_policy_mode_toward_stored_actions(cfg):
+    batch = random_batch(STATE_OBS, cfg.batch_size, seed=0)
+    batch["actions"] = np.full_like(batch["actions"], 0.5)
+    plain = create(cfg, STATE_OBS, ACTION_DIM, seed=0)
+    _, m = sac_mod.update_actor_temperature(plain, batch)
+    assert float(m["actor/bc_loss"]) == 0.0  # off by default
+    state = create(dataclasses.replace(cfg, bc_weight=10.0), STATE_OBS, ACTION_DIM, seed=0)
+    losses = []
+    for _ in range(30):
+        state, m = sac_mod.update_actor_temperature(state, batch)
+        losses.append(float(m["actor/bc_loss"]))
+    # the critic is fixed here, so the filter keeps the rows it rates above the policy's action
+    assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0], losses
+
+
 def test_target_params_move_by_exactly_tau(cfg):
     state = create(cfg, STATE_OBS, ACTION_DIM, seed=0)
     state, _ = update(state, random_batch(STATE_OBS, cfg.sample_size, seed=0))  # target != online

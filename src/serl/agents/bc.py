@@ -28,7 +28,7 @@ from serl.agents.common import (
     load_pretrained_backbones,
     make_encoder,
 )
-from serl.networks import GaussianPolicy
+from serl.networks import GaussianPolicy, ObsNorm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +46,7 @@ class BCConfig:
     std_max: float = 5.0
     batch_size: int = 256
     encoder: EncoderConfig | None = None
+    obs_norm: ObsNorm | None = None  # per-key standardisation, e.g. from the demos' statistics
     shift_pad: int = 0
 
     @property
@@ -55,7 +56,7 @@ class BCConfig:
 
     def make_encoder(self, spec: AgentSpec) -> nn.Module:
         """The observation encoder (trained through the BC loss)."""
-        return make_encoder(self.encoder, spec)
+        return make_encoder(self.encoder, spec, self.obs_norm)
 
     def make_policy(self, action_dim: int) -> GaussianPolicy:
         """A plain (unsquashed) Gaussian policy head; actions are clipped to [-1, 1] when used."""

@@ -21,6 +21,7 @@ from serl.networks import (
     POOLINGS,
     FlattenObservation,
     ObservationEncoder,
+    ObsNorm,
     image_encoder_factory,
     load_params_npz,
     load_pretrained,
@@ -214,10 +215,14 @@ def merge_params(trainable: Params, frozen: Params) -> Params:
     return traverse_util.unflatten_dict(flat)
 
 
-def make_encoder(encoder: EncoderConfig | None, spec: AgentSpec) -> nn.Module:
-    """The observation encoder: flatten-all-keys for state agents, cameras + proprio otherwise."""
+def make_encoder(
+    encoder: EncoderConfig | None, spec: AgentSpec, obs_norm: ObsNorm | None = None
+) -> nn.Module:
+    """The observation encoder: flatten-all-keys for state agents, cameras + proprio otherwise;
+    `obs_norm` standardises the listed (non-image) keys first."""
+    norm = check_obs_norm(obs_norm or (), spec)
     if encoder is None:
-        return FlattenObservation(spec.keys)
+        return FlattenObservation(spec.keys, obs_norm=norm)
     image_keys = spec.image_keys(encoder)
     if not image_keys:
         raise ValueError(
@@ -236,7 +241,21 @@ def make_encoder(encoder: EncoderConfig | None, spec: AgentSpec) -> nn.Module:
             freeze_backbone=encoder.freeze_backbone,
         ),
         proprio_dim=encoder.proprio_dim,
+        obs_norm=norm,
     )
+
+
+def check_obs_norm(norm: ObsNorm, spec: AgentSpec) -> ObsNorm:
+    """Validate standardisation constants against the spec: known keys, sizes, positive stds."""
+    sizes = {k: int(np.prod(shape)) for k, shape, _ in spec.observation}
+    for key, mean, std in norm:
+        if key not in sizes:
+            raise ValueError(f"obs_norm: {key!r} is not an observation key {spec.keys}")
+        if len(mean) != sizes[key] or len(std) != sizes[key]:
+            raise ValueError(f"obs_norm[{key!r}]: mean/std need {sizes[key]} values each")
+        if not all(np.isfinite(mean)) or not all(s > 0 and np.isfinite(s) for s in std):
+            raise ValueError(f"obs_norm[{key!r}]: means must be finite and stds positive")
+    return norm
 
 
 def frozen_module_name(encoder: EncoderConfig | None) -> str | None:

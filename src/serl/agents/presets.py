@@ -37,6 +37,11 @@ PRESETS: dict[str, SACConfig | BCConfig] = {
         backup_entropy=True,
         critic_actor_ratio=20,
     ),
+    # SAC from demonstrations (the pick-cube default): HIL-SERL's 2 critics, discount 0.97 and
+    # critic_actor_ratio 2, plus behaviour cloning of the batch's demo rows in the actor loss.
+    "sac_demo": SACConfig(
+        num_qs=2, num_min_qs=2, discount=0.97, critic_actor_ratio=2, bc_weight=1.0
+    ),
     "bc": BCConfig(),
     # HIL-SERL's gripper learning: the state SAC for the arm plus a discrete close / stay /
     # open critic (double DQN) for the action's last entry. Pair with `GripperPenalty`.

@@ -36,22 +36,29 @@ def demo_rows(batch_size: int, demo_fraction: float) -> np.ndarray:
 class MixedSampler:
     """Draws `demo_fraction` of each batch from `demo` and the rest from `online` (RLPD: 0.5)."""
 
-    def __init__(self, demo: Sampler, online: Sampler, demo_fraction: float = 0.5) -> None:
+    def __init__(
+        self, demo: Sampler, online: Sampler, demo_fraction: float = 0.5, mark_demos: bool = False
+    ) -> None:
         if not 0.0 <= demo_fraction <= 1.0:
             raise ValueError(f"demo_fraction: must be in [0, 1], got {demo_fraction}")
         self.demo, self.online, self.demo_fraction = demo, online, float(demo_fraction)
+        self.mark_demos = mark_demos  # add batch["demo"]: 1.0 on rows drawn from the demos
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         """Sample a mixed batch; rows from the two sources are interleaved (see `demo_rows`)."""
         mask = demo_rows(batch_size, self.demo_fraction)
         n_demo = int(mask.sum())
         if n_demo == batch_size:
-            return self.demo.sample(batch_size, rng)
-        if n_demo == 0:
-            return self.online.sample(batch_size, rng)
-        demo = self.demo.sample(n_demo, rng)
-        online = self.online.sample(batch_size - n_demo, rng)
-        return _interleave(demo, online, mask)
+            batch = self.demo.sample(batch_size, rng)
+        elif n_demo == 0:
+            batch = self.online.sample(batch_size, rng)
+        else:
+            demo = self.demo.sample(n_demo, rng)
+            online = self.online.sample(batch_size - n_demo, rng)
+            batch = _interleave(demo, online, mask)
+        if self.mark_demos:
+            batch["demo"] = mask.astype(np.float32)
+        return batch
 
 
 def _interleave(a: Any, b: Any, mask: np.ndarray) -> Any:

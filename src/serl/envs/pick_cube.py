@@ -100,6 +100,11 @@ class PandaPickCubeEnv(MujocoEnv):
         return self.data.site_xpos[self._pinch].copy()
 
     @property
+    def tcp_velocity(self) -> np.ndarray:
+        """Linear velocity of the pinch point (m/s, world frame)."""
+        return self._tcp_velocity()
+
+    @property
     def block_pos(self) -> np.ndarray:
         """Position of the cube's centre (m, world frame)."""
         return self.data.qpos[self._block_qpos : self._block_qpos + 3].copy()

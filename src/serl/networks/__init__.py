@@ -8,6 +8,7 @@ from serl.networks.encoders import (
     FlattenObservation,
     ImageEncoder,
     ObservationEncoder,
+    ObsNorm,
     ResNet10,
     SmallCNN,
     SpatialLearnedEmbeddings,
@@ -15,6 +16,7 @@ from serl.networks.encoders import (
     flatten_observation,
     image_encoder_factory,
     merge_time_into_channels,
+    standardize,
 )
 from serl.networks.ensemble import Ensemble, subsample_ensemble
 from serl.networks.mlp import MLP, default_init, get_activation
@@ -31,6 +33,7 @@ __all__ = [
     "FlattenObservation",
     "GaussianPolicy",
     "ImageEncoder",
+    "ObsNorm",
     "ObservationEncoder",
     "ResNet10",
     "SmallCNN",
@@ -48,5 +51,6 @@ __all__ = [
     "load_pretrained",
     "merge_time_into_channels",
     "save_params_npz",
+    "standardize",
     "subsample_ensemble",
 ]

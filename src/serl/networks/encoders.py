@@ -38,13 +38,29 @@ def merge_time_into_channels(x: jax.Array) -> jax.Array:
     return jnp.reshape(jnp.transpose(x, (0, 2, 3, 1, 4)), (b, h, w, t * c))
 
 
+# Per-key standardisation constants: ((key, flat mean, flat std), ...), hashable for jit.
+ObsNorm = tuple[tuple[str, tuple[float, ...], tuple[float, ...]], ...]
+
+
+def standardize(obs: Mapping[str, jax.Array], norm: ObsNorm) -> dict[str, jax.Array]:
+    """(x - mean) / std for the keys in `norm` (per flattened element); other keys unchanged."""
+    out = dict(obs)
+    for key, mean, std in norm:
+        x = obs[key].astype(jnp.float32)
+        flat = jnp.reshape(x, (x.shape[0], -1))
+        out[key] = jnp.reshape((flat - jnp.asarray(mean)) / jnp.asarray(std), x.shape)
+    return out
+
+
 class FlattenObservation(nn.Module):
-    """State encoder: all observation keys, flattened, concatenated in sorted key order."""
+    """State encoder: all observation keys (standardised if given constants), flattened,
+    concatenated in sorted key order."""
 
     keys: tuple[str, ...]
+    obs_norm: ObsNorm = ()
 
     def __call__(self, obs: Mapping[str, jax.Array], train: bool = False) -> jax.Array:
-        return flatten_observation(obs, self.keys)
+        return flatten_observation(standardize(obs, self.obs_norm), self.keys)
 
 
 class SmallCNN(nn.Module):
@@ -212,9 +228,11 @@ class ObservationEncoder(nn.Module):
     proprio_keys: tuple[str, ...]
     image_encoder: Callable[..., nn.Module] = ImageEncoder
     proprio_dim: int = 64
+    obs_norm: ObsNorm = ()  # standardisation of proprio keys
 
     @nn.compact
     def __call__(self, obs: Mapping[str, jax.Array], train: bool = False) -> jax.Array:
+        obs = standardize(obs, self.obs_norm)
         features = []
         for key in self.image_keys:
             images = merge_time_into_channels(obs[key])

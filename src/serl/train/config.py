@@ -42,6 +42,7 @@ class TrainConfig:
     eval_episodes: int = 10
     replay_capacity: int = 1_000_000
     jpeg_quality: int | None = None  # JPEG-compress camera frames in the replay buffer
+    normalize_observations: bool = True  # standardise non-image keys with the demos' statistics
     host: str = "127.0.0.1"
     port: int = 0  # 0: any free port
 
@@ -70,8 +71,7 @@ class TrainConfig:
         """The agent's hyperparameters: the preset with `agent_overrides` applied."""
         preset = get_preset(self.preset or DEFAULT_PRESET[self.agent])
         # JSON turns tuples into lists; the frozen configs must stay hashable
-        overrides = {k: tuple(v) if isinstance(v, list) else v
-                     for k, v in self.agent_overrides.items()}
+        overrides = {k: _tuples(v) for k, v in self.agent_overrides.items()}
         try:
             return dataclasses.replace(preset, **overrides)
         except TypeError as e:
@@ -111,16 +111,21 @@ class TrainConfig:
         return cls.from_json(json.loads(path.read_text()))
 
 
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
 # The recommended recipe per env id: what `serl train ENV_ID` runs with no other flags.
 RECIPES: dict[str, dict[str, Any]] = {
     "serl/PandaPickCube-v0": {
         "agent": "sac",
-        "preset": "sac_state",
+        "preset": "sac_demo",
         "num_demos": 20,
-        "env_steps": 30_000,
+        "env_steps": 20_000,
         "random_steps": 0,  # the demos already show what to do
         "training_starts": 500,
-        "eval_every": 2_000,
+        "updates_per_env_step": 1.0,
+        "eval_every": 1_000,
         "eval_episodes": 20,
     },
     "serl/PandaPickCubeVision-v0": {

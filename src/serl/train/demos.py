@@ -3,6 +3,7 @@ a store; replay its episodes to video."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ from tqdm import tqdm
 
 from serl.data import Episode, EpisodeStore
 from serl.envs import make_expert
+from serl.train.config import TrainConfig
 from serl.train.envs import env_schema, make_env
 from serl.wrappers import control_period
 
@@ -38,6 +40,34 @@ def _episode(
         terminated=np.asarray(terminated, bool),
         truncated=np.asarray(truncated, bool),
     )
+
+
+def observation_norm(store_path: str | Path, min_std: float = 1e-2) -> tuple:
+    """Per-key mean and std (floored at `min_std`) of a demo store's non-image observations:
+    the agent's input standardisation, so a few millimetres of gripper-to-cube distance are a
+    visible change to the networks rather than a rounding error on absolute positions."""
+    with EpisodeStore.open(store_path) as store:
+        skip = set(store.schema.image_keys)
+        parts: dict[str, list[np.ndarray]] = {}
+        for i in range(len(store)):
+            for key, value in store[i].observations.items():
+                if key not in skip:
+                    parts.setdefault(key, []).append(np.reshape(value, (len(value), -1)))
+    norm = []
+    for key in sorted(parts):
+        x = np.concatenate(parts[key]).astype(np.float64)
+        std = np.maximum(x.std(axis=0), min_std)
+        norm.append((key, tuple(map(float, x.mean(axis=0))), tuple(map(float, std))))
+    return tuple(norm)
+
+
+def with_observation_norm(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with the demos' observation statistics in its agent overrides, when it asks for
+    them, has demos, and has none yet (a resumed run keeps the ones it started with)."""
+    if not (cfg.normalize_observations and cfg.demos) or "obs_norm" in cfg.agent_overrides:
+        return cfg
+    overrides = {**cfg.agent_overrides, "obs_norm": observation_norm(cfg.demos)}
+    return dataclasses.replace(cfg, agent_overrides=overrides)
 
 
 def rollout_episode(env: Any, policy: Any, seed: int) -> tuple[Episode, bool]:

@@ -39,6 +39,7 @@ from serl.data.replay import Buffer
 from serl.distributed import LearnerServer, Transitions, schema_hash
 from serl.train.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from serl.train.config import TrainConfig
+from serl.train.demos import with_observation_norm
 from serl.train.envs import env_schema, make_env
 from serl.train.reports import append_episode_row, append_eval_row, plot_intervention_rate
 
@@ -82,6 +83,7 @@ class Learner:
     """One training run's learner: replay, agent, transport server, checkpoints and logs."""
 
     def __init__(self, cfg: TrainConfig, resume: bool = False) -> None:
+        cfg = with_observation_norm(cfg)
         self.cfg = cfg
         self.run = cfg.path
         checkpoint = latest_checkpoint(self.run)
@@ -176,7 +178,9 @@ class Learner:
     def _sampler(self) -> Any:
         if self.demo_buffer is None:
             return self.buffer
-        return MixedSampler(self.demo_buffer, self.buffer, self.cfg.demo_fraction)
+        return MixedSampler(
+            self.demo_buffer, self.buffer, self.cfg.demo_fraction, mark_demos=True
+        )
 
     def _insert(self, fragment: Any, intervened: Any) -> None:
         """Online buffer always; the intervened steps also to the demo buffer (HIL-SERL)."""
