@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import multiprocessing
 import statistics
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from common import RESULTS, write_result
@@ -87,10 +89,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/bench_hil_pick_cube"))
     parser.add_argument("--quick", action="store_true", help="one seed, 2,000 env steps each")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at once (the figures are env steps, not wall time)")
     args = parser.parse_args()
     seeds = args.seeds[:1] if args.quick else args.seeds
     overrides = {"env_steps": 2_000, "eval_every": 1_000, "eval_episodes": 5} if args.quick else {}
-    results = {c: [run(c, s, args.out, overrides) for s in seeds] for c in CONDITIONS}
+    jobs = [(c, s) for s in seeds for c in CONDITIONS]
+    context = multiprocessing.get_context("spawn")  # JAX and fork do not mix
+    with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+        conditions, job_seeds = [c for c, _ in jobs], [s for _, s in jobs]
+        n = len(jobs)
+        done = pool.map(run, conditions, job_seeds, [args.out] * n, [overrides] * n)
+        by_job = dict(zip(jobs, done, strict=True))
+    results = {c: [by_job[(c, s)] for s in seeds] for c in CONDITIONS}
 
     plot_learning_curves(
         {f"{c} s{r['seed']}": r["evaluations"] for c, runs in results.items() for r in runs},
