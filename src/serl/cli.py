@@ -105,11 +105,14 @@ def train(
     video: bool = True,
     preset: str | None = None,
     intervene: Intervene | None = None,
+    reward_classifier: Path | None = None,
 ) -> int:
     """Train with a learner and actor processes on this machine (the env's recipe by default).
 
     --intervene sim lets the simulated human take over stalled or straying training episodes
     (a device name: a person at it); off by default, kept for --resume.
+    --reward-classifier DIR (from `serl train-classifier`) makes its success probability the
+    reward and the episode end (RUN_DIR/reward.json; kept for --resume).
     """
     from serl.train.launcher import train as launch
 
@@ -124,6 +127,12 @@ def train(
 
         if resume or latest_checkpoint(cfg.path) is None:  # never touch another finished run
             InterventionConfig(kind=intervene).save(cfg.path)
+    if reward_classifier is not None:
+        from serl.train.checkpoints import latest_checkpoint
+        from serl.train.classifier import RewardConfig
+
+        if resume or latest_checkpoint(cfg.path) is None:  # never touch another finished run
+            RewardConfig.for_env(env_id, reward_classifier.absolute()).save(cfg.path)
     return launch(cfg, resume=resume, video=video)
 
 
@@ -205,6 +214,122 @@ def robot_server(
     return 0
 
 
+def record_transitions(
+    env_id: tyro.conf.Positional[str],
+    out: Path,
+    episodes: int = 60,
+    device: Literal["sim", "spacemouse", "gamepad", "keyboard"] = "sim",
+    seed: int = 0,
+    noise: float = 0.1,
+    env_kwargs: str | None = None,
+    action_scale: float = 0.3,
+) -> None:
+    """Record success-labelled frames into an episode store (labels in each episode's attrs).
+
+    --device sim labels every frame with the sim's info["success"] (scripted expert, expert
+    then random, and random episodes in turn); with a teleop device a person drives and
+    labels: the success event (Enter / A / ...) marks the current and later frames successful,
+    the failure event (Backspace / B / ...) marks them failed again. --env-kwargs takes JSON
+    (default for serl's pick-cube ids: the dense variant, which keeps going past success).
+    """
+    import json
+
+    from serl.robot.teleop import DeviceError
+    from serl.train.classifier import record_transitions as record
+
+    kwargs = json.loads(env_kwargs) if env_kwargs else None
+    try:
+        summary = record(
+            env_id, out, episodes, device=None if device == "sim" else device, seed=seed,
+            noise=noise, env_kwargs=kwargs, action_scale=action_scale,
+        )
+    except DeviceError as e:
+        raise SystemExit(f"serl record-transitions: {e}") from e
+    print(json.dumps(summary))
+
+
+def train_classifier(
+    stores: tyro.conf.Positional[tuple[Path, ...]],
+    out: Path = Path("classifier"),
+    eval_store: tuple[Path, ...] = (),
+    steps: int = 1_500,
+    batch_size: int = 64,
+    image_size: int | None = 64,
+    backbone: Literal["small", "resnet10"] = "small",
+    pretrained: Path | None = None,
+    cameras: tuple[str, ...] | None = None,
+    holdout_fraction: float = 0.2,
+    seed: int = 0,
+) -> None:
+    """Train a success classifier on labelled stores (from record-transitions).
+
+    Held out: --eval-store episodes (record them from other seeds), else --holdout-fraction of
+    the episodes. Writes OUT/classifier.json + OUT/state (the checkpoint), OUT/report.json
+    (accuracy, precision/recall, threshold, calibration) and OUT/calibration.png. With
+    --pretrained WEIGHTS.npz the ResNet-10 backbone is loaded and frozen.
+    """
+    import json
+
+    from serl.agents.classifier import ClassifierConfig
+    from serl.agents.common import EncoderConfig
+    from serl.train.classifier import train_classifier as train_clf
+
+    base = ClassifierConfig()
+    encoder = base.encoder
+    if backbone != encoder.backbone or pretrained is not None:
+        encoder = EncoderConfig(
+            backbone=backbone, pooling=encoder.pooling,
+            num_spatial_features=encoder.num_spatial_features,
+            bottleneck_dim=encoder.bottleneck_dim, dropout_rate=0.0, proprio_dim=0,
+            freeze_backbone=pretrained is not None,
+            pretrained_path=str(pretrained) if pretrained else None,
+        )
+    config = ClassifierConfig(encoder=encoder, image_keys=cameras, image_size=image_size,
+                              batch_size=batch_size)
+    report = train_clf(list(stores), out, eval_stores=list(eval_store), config=config,
+                       steps=steps, holdout_fraction=holdout_fraction, seed=seed)
+    print(json.dumps({"out": str(out), "threshold": report["threshold"],
+                      **{k: report["held_out"][k] for k in
+                         ("accuracy", "balanced_accuracy", "precision", "recall")}}))
+
+
+def train_fb(
+    env_id: tyro.conf.Positional[str] = "serl/PandaBinRelocationVision-v0",
+    backward_env_id: str | None = None,
+    forward_classifier: Path | None = None,
+    backward_classifier: Path | None = None,
+    forward_demos: Path | None = None,
+    backward_demos: Path | None = None,
+    agent: Literal["sac", "drq"] = "drq",
+    preset: str | None = None,
+    env_steps: int = 20_000,
+    seed: int = 0,
+    run_dir: Path = Path("runs/forward_backward"),
+) -> None:
+    """Reset-free forward/backward training: two agents alternate episodes on one scene.
+
+    Each direction rewards itself with its own classifier (--forward-classifier,
+    --backward-classifier), else with the env's reward (the sim's truth). The real robot:
+    serl/FrankaBinRelocationForward-v0 --backward-env-id serl/FrankaBinRelocationBackward-v0.
+    """
+    import json
+
+    from serl.train.forward_backward import ForwardBackwardConfig, train_forward_backward
+
+    _logging()
+
+    def opt(p: Path | None) -> str | None:
+        return str(p) if p is not None else None
+
+    cfg = ForwardBackwardConfig(
+        env_id=env_id, backward_env_id=backward_env_id, agent=agent, preset=preset,
+        forward_classifier=opt(forward_classifier), backward_classifier=opt(backward_classifier),
+        forward_demos=opt(forward_demos), backward_demos=opt(backward_demos),
+        env_steps=env_steps, seed=seed, run_dir=str(run_dir),
+    )
+    print(json.dumps(train_forward_backward(cfg)))
+
+
 def _logging() -> None:
     import logging
 
@@ -223,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
             "demos": demos,
             "render": render,
             "robot-server": robot_server,
+            "record-transitions": record_transitions,
+            "train-classifier": train_classifier,
+            "train-fb": train_fb,
         },
         args=argv,
     )

@@ -37,6 +37,7 @@ from serl.agents.drq import DrQConfig
 from serl.agents.gripper import GripperSACConfig, GripperSACState
 from serl.agents.presets import PRESETS
 from serl.agents.sac import SACConfig, SACState
+from serl.agents.vice import VICEConfig, VICEState
 
 __all__ = [
     "PRESETS",
@@ -52,6 +53,8 @@ __all__ = [
     "GripperSACState",
     "SACConfig",
     "SACState",
+    "VICEConfig",
+    "VICEState",
     "actor_from_params",
     "actor_params",
     "config_from_dict",

@@ -7,15 +7,16 @@ from typing import Any
 
 import jax
 
-from serl.agents import bc, gripper, sac
+from serl.agents import bc, gripper, sac, vice
 from serl.agents.actor import ActorState
 from serl.agents.bc import BCConfig, BCState
 from serl.agents.common import Batch, Params
 from serl.agents.gripper import GripperSACConfig, GripperSACState
 from serl.agents.presets import PRESETS
 from serl.agents.sac import SACConfig, SACState
+from serl.agents.vice import VICEConfig, VICEState
 
-AgentState = SACState | BCState | GripperSACState
+AgentState = SACState | BCState | GripperSACState | VICEState
 AgentConfig = SACConfig | BCConfig  # GripperSACConfig is a SACConfig
 
 
@@ -30,10 +31,12 @@ def get_preset(name: str) -> AgentConfig:
 def create(
     config: AgentConfig, example_obs: Mapping[str, Any], action_dim: int, seed: int = 0
 ) -> AgentState:
-    """Build an agent (SAC, DrQ, SAC + gripper critic or BC by config type) for one unbatched
-    example observation."""
+    """Build an agent (SAC, DrQ, SAC + gripper critic, VICE or BC by config type) for one
+    unbatched example observation."""
     if isinstance(config, GripperSACConfig):  # before SACConfig: it is one
         return gripper.create(config, example_obs, action_dim, seed)
+    if isinstance(config, VICEConfig):  # before SACConfig: it is one
+        return vice.create(config, example_obs, action_dim, seed)
     if isinstance(config, SACConfig):
         return sac.create(config, example_obs, action_dim, seed)
     if isinstance(config, BCConfig):
@@ -46,6 +49,8 @@ def update(state: AgentState, batch: Batch) -> tuple[AgentState, dict[str, jax.A
     `state`, so always rebind). Metrics stay on device: fetch them only when logging."""
     if isinstance(state, GripperSACState):
         return gripper.update(state, batch)
+    if isinstance(state, VICEState):  # its batch also carries "goal_observations"
+        return vice.update(state, batch)
     if isinstance(state, SACState):
         return sac.update(state, batch)
     if isinstance(state, BCState):

@@ -20,15 +20,17 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
-from serl.agents import bc, sac
+from serl.agents import bc, sac, vice
 from serl.agents.bc import BCConfig
+from serl.agents.classifier import ClassifierConfig
 from serl.agents.common import AgentSpec, EncoderConfig
 from serl.agents.drq import DrQConfig
 from serl.agents.sac import SACConfig
+from serl.agents.vice import VICEConfig
 
 FORMAT = 1
-CONFIGS: dict[str, type] = {"sac": SACConfig, "drq": DrQConfig, "bc": BCConfig}
-_INIT = {"sac": sac.init_state, "drq": sac.init_state, "bc": bc.init_state}
+CONFIGS: dict[str, type] = {"sac": SACConfig, "drq": DrQConfig, "bc": BCConfig, "vice": VICEConfig}
+_INIT = {"sac": sac.init_state, "drq": sac.init_state, "bc": bc.init_state, "vice": vice.init_state}
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -46,6 +48,10 @@ def config_from_dict(d: dict[str, Any]) -> Any:
     fields = {k: _tuples(v) for k, v in d["config"].items()}
     if isinstance(fields.get("encoder"), dict):
         fields["encoder"] = EncoderConfig(**{k: _tuples(v) for k, v in fields["encoder"].items()})
+    if isinstance(fields.get("classifier"), dict):  # VICE's
+        c = {k: _tuples(v) for k, v in fields["classifier"].items()}
+        c["encoder"] = EncoderConfig(**{k: _tuples(v) for k, v in c["encoder"].items()})
+        fields["classifier"] = ClassifierConfig(**c)
     return cls(**fields)
 
 

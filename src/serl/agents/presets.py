@@ -12,6 +12,7 @@ from serl.agents.common import EncoderConfig
 from serl.agents.drq import DrQConfig
 from serl.agents.gripper import GripperSACConfig
 from serl.agents.sac import SACConfig
+from serl.agents.vice import VICEConfig
 
 PRESETS: dict[str, SACConfig | BCConfig] = {
     # The original's state SAC: MLP 256x256 LayerNorm tanh, 10 critics min over 2, discount
@@ -46,4 +47,12 @@ PRESETS: dict[str, SACConfig | BCConfig] = {
     # HIL-SERL's gripper learning: the state SAC for the arm plus a discrete close / stay /
     # open critic (double DQN) for the action's last entry. Pair with `GripperPenalty`.
     "sac_gripper": GripperSACConfig(),
+    # VICE on drq_small: a success classifier (label smoothing 0.2, mixup, gradient penalty 10)
+    # trained online on goal examples vs the agent's frames; binary reward at p > 0.5. Its
+    # batches carry "goal_observations" (the learner does not provide them yet).
+    "vice_small": VICEConfig(
+        encoder=EncoderConfig(
+            backbone="small", pooling="mean", dropout_rate=0.0, freeze_backbone=False
+        )
+    ),
 }

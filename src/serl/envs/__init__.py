@@ -8,6 +8,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 from gymnasium.envs.registration import register, registry
 
+from serl.envs.bin_relocation import BinRelocationExpert, PandaBinRelocationEnv
 from serl.envs.experts import PickCubeExpert, make_expert
 from serl.envs.pick_cube import PandaPickCubeEnv
 from serl.envs.sim_human import SimHumanRules, SimulatedHuman
@@ -21,6 +22,18 @@ for _env_id, _image_obs in zip(ENV_IDS, (False, True), strict=True):
             id=_env_id,
             entry_point="serl.envs.pick_cube:PandaPickCubeEnv",
             max_episode_steps=EPISODE_STEPS,
+            kwargs={"image_obs": _image_obs},
+        )
+
+# Reset-free bin relocation (forward / backward chosen per episode with reset options).
+BIN_RELOCATION_IDS = ("serl/PandaBinRelocation-v0", "serl/PandaBinRelocationVision-v0")
+BIN_RELOCATION_STEPS = 200
+for _env_id, _image_obs in zip(BIN_RELOCATION_IDS, (False, True), strict=True):
+    if _env_id not in registry:
+        register(
+            id=_env_id,
+            entry_point="serl.envs.bin_relocation:PandaBinRelocationEnv",
+            max_episode_steps=BIN_RELOCATION_STEPS,
             kwargs={"image_obs": _image_obs},
         )
 
@@ -39,7 +52,10 @@ for _env_id, _task in ROBOT_ENV_IDS.items():
         register(id=_env_id, entry_point="serl.robot.tasks:make_env", kwargs={"task": _task})
 
 __all__ = [
+    "BIN_RELOCATION_IDS",
     "ENV_IDS",
+    "BinRelocationExpert",
+    "PandaBinRelocationEnv",
     "PandaPickCubeEnv",
     "PickCubeExpert",
     "SimHumanRules",

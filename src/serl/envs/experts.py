@@ -7,6 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from serl.envs.bin_relocation import BinRelocationExpert, PandaBinRelocationEnv
 from serl.envs.pick_cube import ACTION_SCALE, PandaPickCubeEnv
 
 # The opspace controller tracks its target with this lag: target ~ tcp + TRACKING_LAG_S * tcp_vel.
@@ -80,9 +81,11 @@ def pick_rule(tcp: np.ndarray, closure: float, block: np.ndarray) -> tuple[str, 
     return "approach", hover, -1.0
 
 
-def make_expert(env: gym.Env, **kwargs: Any) -> PickCubeExpert:
+def make_expert(env: gym.Env, **kwargs: Any) -> PickCubeExpert | BinRelocationExpert:
     """The scripted expert of a serl sim env (wrappers are looked through)."""
     base = env.unwrapped
+    if isinstance(base, PandaBinRelocationEnv):  # a pick-cube subclass: test it first
+        return BinRelocationExpert(base, **kwargs)
     if isinstance(base, PandaPickCubeEnv):
         return PickCubeExpert(base, **kwargs)
     raise TypeError(f"no scripted expert for {type(base).__name__}")

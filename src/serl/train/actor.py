@@ -23,8 +23,9 @@ from serl.agents import api as agents
 from serl.agents.actor import eval_actions, sample_actions
 from serl.agents.common import AgentSpec
 from serl.distributed import ActorClient
+from serl.train.classifier import RewardConfig, make_reward_env
 from serl.train.config import TrainConfig
-from serl.train.envs import InterventionConfig, env_schema, make_env, wrap_intervention
+from serl.train.envs import InterventionConfig, env_schema, wrap_intervention
 from serl.train.learner import transport_schema_hash
 
 log = logging.getLogger(__name__)
@@ -71,10 +72,14 @@ class Actor:
         self.actor_id = f"actor-{index}"
         # who may take over training episodes (never evaluation ones): RUN_DIR's setting
         self.intervention = intervention or InterventionConfig.load(cfg.path)
+        # the run's learned reward (RUN_DIR/reward.json), if any: rewards and ends episodes
+        self.reward = RewardConfig.load(cfg.path)
         self.env = wrap_intervention(
-            make_env(cfg.env_id), self.intervention, seed=cfg.seed * 1000 + index + start_step
+            make_reward_env(cfg.env_id, self.reward),
+            self.intervention,
+            seed=cfg.seed * 1000 + index + start_step,
         )
-        self.eval_env = make_env(cfg.env_id) if index == 0 else None
+        self.eval_env = make_reward_env(cfg.env_id, self.reward) if index == 0 else None
         schema = env_schema(self.env)
         example, _ = self.env.reset(seed=cfg.seed)
         self.spec = AgentSpec.from_example(example, int(np.prod(self.env.action_space.shape)))

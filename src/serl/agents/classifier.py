@@ -1,0 +1,443 @@
+"""Binary success classifier on camera images: the learned reward (and VICE's discriminator).
+
+Per-camera image encoders (small CNN or ResNet-10, optionally frozen with local pretrained
+weights: `EncoderConfig`) feed a small MLP head that outputs one logit, p(success | images).
+Images may be [B,H,W,C] or frame stacks [B,T,H,W,C]; they are downsampled to `image_size`
+inside the network, so a classifier trained on small frames reads full-size ones unchanged.
+
+Training: `update(state, batch)` with batch {"observations": {camera: uint8}, "labels": [B]}
+takes one Adam step on binary cross-entropy, with random-shift (pad, random crop)
+augmentation and, optionally, label smoothing, mixup and an input-gradient penalty (VICE).
+
+A saved classifier is a directory: classifier.json {"format", "kind", "version", "config",
+"spec", "threshold", "report"} and state/ (Orbax arrays); nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax import serialization, struct, traverse_util
+
+from serl.agents.augment import random_shift
+from serl.agents.common import (
+    AgentSpec,
+    EncoderConfig,
+    Params,
+    ParamState,
+    apply_if_finite,
+    merge_params,
+    split_frozen,
+)
+from serl.networks import (
+    BACKBONE_NAME,
+    ObservationEncoder,
+    default_init,
+    image_encoder_factory,
+    load_params_npz,
+    load_pretrained,
+)
+
+FORMAT = 1
+KIND = "serl.reward_classifier"
+VERSION = 1  # bump when the network layout changes: old checkpoints are then refused
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    """Hyperparameters of the success classifier (frozen, so static under jit).
+
+    `image_keys=None` uses every camera of the example observation. `image_size` (square)
+    downsamples frames inside the network (None: native size). `shift_pad` is the random-shift
+    augmentation, in pixels of the downsampled frame. `label_smoothing` pulls targets toward
+    0.5, `mixup_alpha > 0` mixes pairs of samples with Beta(alpha, alpha) weights and
+    `grad_penalty` scales the mean squared input-gradient norm of the logit (VICE's recipe:
+    0.2, 1.0, 10).
+    """
+
+    encoder: EncoderConfig = EncoderConfig(  # noqa: RUF009 (frozen, hashable)
+        backbone="small",
+        pooling="spatial_learned_embeddings",
+        num_spatial_features=4,
+        bottleneck_dim=64,
+        dropout_rate=0.0,
+        proprio_dim=0,
+        freeze_backbone=False,
+    )
+    image_keys: tuple[str, ...] | None = None
+    image_size: int | None = 64
+    hidden_dims: tuple[int, ...] = (64,)
+    dropout_rate: float = 0.1
+    lr: float = 3e-4
+    batch_size: int = 64
+    shift_pad: int = 2
+    label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0
+    grad_penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.image_size is not None and self.image_size < 8:
+            raise ValueError(f"image_size must be >= 8 or None, got {self.image_size}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError("label_smoothing must lie in [0, 1)")
+        if self.mixup_alpha < 0 or self.grad_penalty < 0 or self.shift_pad < 0:
+            raise ValueError("mixup_alpha, grad_penalty and shift_pad must be >= 0")
+
+
+def downsample(images: jax.Array, size: int | None) -> jax.Array:
+    """Float32 images [..., H, W, C] resized to [..., size, size, C] (box filter when exact)."""
+    x = images.astype(jnp.float32)
+    if size is None:
+        return x
+    h, w, c = x.shape[-3:]
+    if (h, w) == (size, size):
+        return x
+    if h % size == 0 and w % size == 0:  # exact box filter: each output pixel averages a block
+        fh, fw = h // size, w // size
+        x = jnp.reshape(x, (*x.shape[:-3], size, fh, size, fw, c))
+        return jnp.mean(x, axis=(-4, -2))
+    return jax.image.resize(x, (*x.shape[:-3], size, size, c), "linear", antialias=True)
+
+
+class ClassifierNet(nn.Module):
+    """Cameras -> per-camera encoders -> MLP -> one success logit per sample."""
+
+    image_keys: tuple[str, ...]
+    encoder: EncoderConfig
+    image_size: int | None
+    hidden_dims: tuple[int, ...]
+    dropout_rate: float
+
+    @nn.compact
+    def __call__(self, obs: Mapping[str, jax.Array], train: bool = False) -> jax.Array:
+        images = {k: downsample(obs[k], self.image_size) for k in self.image_keys}
+        enc = self.encoder
+        x = ObservationEncoder(
+            image_keys=self.image_keys,
+            proprio_keys=(),
+            image_encoder=image_encoder_factory(
+                backbone=enc.backbone,
+                pooling=enc.pooling,
+                num_spatial_features=enc.num_spatial_features,
+                bottleneck_dim=enc.bottleneck_dim,
+                dropout_rate=enc.dropout_rate,
+                freeze_backbone=enc.freeze_backbone,
+            ),
+            name="encoder",
+        )(images, train)
+        for i, h in enumerate(self.hidden_dims):
+            x = nn.Dense(h, kernel_init=default_init(), name=f"head{i}")(x)
+            x = nn.relu(nn.LayerNorm(name=f"head{i}_norm")(x))
+            if self.dropout_rate > 0:
+                x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+        return nn.Dense(1, kernel_init=default_init(), name="logit")(x)[..., 0]
+
+
+@functools.lru_cache(maxsize=32)
+def build_net(config: ClassifierConfig, spec: AgentSpec) -> ClassifierNet:
+    """The network for a config and spec (cached: both are hashable)."""
+    return ClassifierNet(
+        image_keys=spec.keys,
+        encoder=config.encoder,
+        image_size=config.image_size,
+        hidden_dims=config.hidden_dims,
+        dropout_rate=config.dropout_rate,
+    )
+
+
+class ClassifierState(struct.PyTreeNode):
+    """Trainable parameters with Adam state, frozen backbones, RNG and step; config and spec."""
+
+    params: ParamState
+    frozen: Params
+    rng: jax.Array
+    step: jax.Array
+    config: ClassifierConfig = struct.field(pytree_node=False)
+    spec: AgentSpec = struct.field(pytree_node=False)
+
+
+def classifier_spec(
+    example_obs: Mapping[str, Any], image_keys: tuple[str, ...] | None
+) -> AgentSpec:
+    """The spec of the classifier's inputs: the cameras of one unbatched observation.
+
+    Cameras are keys whose per-sample shape is [H,W,C] or [T,H,W,C]; the spec's action_dim is
+    a placeholder (1): a classifier has no actions.
+    """
+    keys = image_keys
+    if keys is None:
+        keys = tuple(k for k in sorted(example_obs) if np.ndim(example_obs[k]) in (3, 4))
+    missing = [k for k in keys if k not in example_obs]
+    if missing or not keys:
+        raise ValueError(
+            f"no camera keys {missing or ''} in observation keys {sorted(example_obs)}"
+        )
+    return AgentSpec.from_example({k: example_obs[k] for k in keys}, 1)
+
+
+def _frozen_name(config: ClassifierConfig) -> str | None:
+    return BACKBONE_NAME if config.encoder.freeze_backbone else None
+
+
+def init_state(
+    config: ClassifierConfig, spec: AgentSpec, seed: int, load_pretrained_weights: bool = True
+) -> ClassifierState:
+    """Freshly initialised classifier (pretrained backbones loaded unless told not to)."""
+    net = build_net(config, spec)
+    rng, k_params, k_drop = jax.random.split(jax.random.PRNGKey(seed), 3)
+    variables = net.init({"params": k_params, "dropout": k_drop}, spec.example(), False)
+    params = dict(variables["params"])
+    path = config.encoder.pretrained_path
+    if load_pretrained_weights and path is not None:  # host-side: never under eval_shape
+        loaded = load_params_npz(path)
+        params = jax.tree.map(np.asarray, params)
+        for key in spec.keys:
+            cam = params["encoder"][f"image_{key}"]
+            cam[BACKBONE_NAME] = load_pretrained(cam[BACKBONE_NAME], loaded)
+    trainable, frozen = split_frozen(jax.tree.map(jnp.asarray, params), _frozen_name(config))
+    return ClassifierState(
+        params=ParamState.create(trainable, optax.adam(config.lr)),
+        frozen=frozen,
+        rng=rng,
+        step=jnp.zeros((), jnp.int32),
+        config=config,
+        spec=spec,
+    )
+
+
+def create(
+    config: ClassifierConfig, example_obs: Mapping[str, Any], seed: int = 0
+) -> ClassifierState:
+    """A new classifier for observations like `example_obs` (one unbatched dict)."""
+    return init_state(config, classifier_spec(example_obs, config.image_keys), seed)
+
+
+def _apply(
+    state: ClassifierState,
+    trainable: Params,
+    images: Mapping[str, jax.Array],
+    train: bool,
+    key: jax.Array | None,
+) -> jax.Array:
+    net = build_net(state.config, state.spec)
+    rngs = {"dropout": key} if key is not None else {}
+    params = merge_params(trainable, state.frozen)
+    return net.apply({"params": params}, images, train, rngs=rngs)
+
+
+def _mixup(
+    images: dict[str, jax.Array], targets: jax.Array, key: jax.Array, alpha: float
+) -> tuple[dict[str, jax.Array], jax.Array]:
+    """Convex combinations of each sample with a random partner (weights ~ Beta(alpha, alpha))."""
+    k_lam, k_perm = jax.random.split(key)
+    n = targets.shape[0]
+    lam = jax.random.beta(k_lam, alpha, alpha, (n,))
+    perm = jax.random.permutation(k_perm, n)
+
+    def mix(x: jax.Array) -> jax.Array:
+        w = jnp.reshape(lam, (n,) + (1,) * (x.ndim - 1))
+        return w * x + (1.0 - w) * x[perm]
+
+    return {k: mix(v) for k, v in images.items()}, mix(targets)
+
+
+def classifier_loss(
+    state: ClassifierState,
+    trainable: Params,
+    images: Mapping[str, jax.Array],
+    labels: jax.Array,
+    key: jax.Array,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """BCE (+ gradient penalty) on augmented float images [0, 255]; returns (loss, metrics)."""
+    cfg = state.config
+    k_shift, k_mix, k_drop, k_gp = jax.random.split(key, 4)
+    images = {k: downsample(v, cfg.image_size) for k, v in images.items()}
+    if cfg.shift_pad > 0:
+        keys = jax.random.split(k_shift, len(images))
+        images = {
+            k: random_shift(v, kk, cfg.shift_pad)
+            for (k, v), kk in zip(sorted(images.items()), keys, strict=True)
+        }
+    targets = labels * (1.0 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
+    if cfg.mixup_alpha > 0:
+        images, targets = _mixup(images, targets, k_mix, cfg.mixup_alpha)
+    logits = _apply(state, trainable, images, True, k_drop)
+    bce = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, targets))
+    penalty = jnp.zeros(())
+    if cfg.grad_penalty > 0:
+        # Smoothness of the discriminator around the data (VICE): the logit's gradient with
+        # respect to pixels in [0, 1], squared, averaged over samples.
+        def total_logit(unit: dict[str, jax.Array]) -> jax.Array:
+            scaled = {k: v * 255.0 for k, v in unit.items()}
+            return jnp.sum(_apply(state, trainable, scaled, True, k_gp))
+
+        unit = {k: v / 255.0 for k, v in images.items()}
+        grads = jax.grad(total_logit)(unit)
+        sq = sum(jnp.sum(jnp.reshape(g, (g.shape[0], -1)) ** 2, axis=-1) for g in grads.values())
+        penalty = jnp.mean(sq)
+    loss = bce + cfg.grad_penalty * penalty
+    hard = labels > 0.5
+    metrics = {
+        "classifier/loss": loss,
+        "classifier/bce": bce,
+        "classifier/grad_penalty": penalty,
+        "classifier/accuracy": jnp.mean((logits > 0) == hard),
+        "classifier/p_positive": jnp.sum(jax.nn.sigmoid(logits) * hard)
+        / jnp.maximum(jnp.sum(hard), 1),
+        "classifier/p_negative": jnp.sum(jax.nn.sigmoid(logits) * ~hard)
+        / jnp.maximum(jnp.sum(~hard), 1),
+    }
+    return loss, metrics
+
+
+def update_step(
+    state: ClassifierState, observations: Mapping[str, Any], labels: jax.Array
+) -> tuple[ClassifierState, dict[str, jax.Array]]:
+    """One Adam step (not jitted by itself: `update` and VICE jit it)."""
+    rng, key = jax.random.split(state.rng)
+    images = {k: jnp.asarray(observations[k]) for k in state.spec.keys}
+    labels = jnp.asarray(labels, jnp.float32)
+
+    def loss_fn(trainable: Params) -> tuple[jax.Array, dict[str, jax.Array]]:
+        return classifier_loss(state, trainable, images, labels, key)
+
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params.params)
+    params, ok = apply_if_finite(state.params, grads, loss, optax.adam(state.config.lr))
+    metrics = {**metrics, "classifier/skipped": 1 - ok.astype(jnp.int32)}
+    return state.replace(params=params, rng=rng, step=state.step + 1), metrics
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def update(state: ClassifierState, batch: Mapping[str, Any]) -> tuple[ClassifierState, dict]:
+    """One training step on {"observations": {camera: [B, ...]}, "labels": [B] in {0, 1}}.
+
+    Donates `state`: always rebind."""
+    return update_step(state, batch["observations"], batch["labels"])
+
+
+@jax.jit
+def logits(state: ClassifierState, observations: Mapping[str, Any]) -> jax.Array:
+    """Success logits [B] of a batch of observations (evaluation mode: no dropout, no shift)."""
+    images = {k: jnp.asarray(observations[k]) for k in state.spec.keys}
+    return _apply(state, state.params.params, images, False, None)
+
+
+def predict(
+    state: ClassifierState, observations: Mapping[str, Any], batch_size: int = 256
+) -> np.ndarray:
+    """p(success) for a batch of observations (host numpy, any size, in chunks)."""
+    first = observations[state.spec.keys[0]]
+    n = len(first)
+    out = []
+    for start in range(0, n, batch_size):
+        chunk = {k: observations[k][start : start + batch_size] for k in state.spec.keys}
+        out.append(np.asarray(jax.nn.sigmoid(logits(state, chunk))))
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def probability(state: ClassifierState, obs: Mapping[str, Any]) -> float:
+    """p(success) of one unbatched observation (the learned-reward wrapper's callable)."""
+    batched, single = state.spec.batch_observation(obs)
+    if not single:
+        raise ValueError("probability() takes one observation; use predict() for a batch")
+    return float(jax.nn.sigmoid(logits(state, batched))[0])
+
+
+# -- save / restore -------------------------------------------------------------------------
+
+
+def config_to_dict(config: ClassifierConfig) -> dict[str, Any]:
+    """A JSON-able dict of a classifier config."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(d: Mapping[str, Any]) -> ClassifierConfig:
+    """Inverse of `config_to_dict` (unknown fields are an error)."""
+    from serl.agents.checkpoint import _tuples  # lazily: checkpoint imports this module (VICE)
+
+    fields = {k: _tuples(v) for k, v in d.items()}
+    if isinstance(fields.get("encoder"), dict):
+        fields["encoder"] = EncoderConfig(**{k: _tuples(v) for k, v in fields["encoder"].items()})
+    return ClassifierConfig(**fields)
+
+
+def save(
+    state: ClassifierState,
+    directory: str | os.PathLike,
+    threshold: float = 0.5,
+    report: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the classifier (config JSON, version, threshold, report; Orbax arrays)."""
+    from serl.agents.checkpoint import spec_to_dict
+
+    directory = Path(directory).absolute()
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": FORMAT,
+        "kind": KIND,
+        "version": VERSION,
+        "config": config_to_dict(state.config),
+        "spec": spec_to_dict(state.spec),
+        "threshold": float(threshold),
+        "report": dict(report or {}),
+    }
+    (directory / "classifier.json").unlink(missing_ok=True)  # incomplete until state is written
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(directory / "state", serialization.to_state_dict(state), force=True)
+        ckptr.wait_until_finished()
+    tmp = directory / "classifier.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    tmp.replace(directory / "classifier.json")
+    return directory
+
+
+def load_meta(directory: str | os.PathLike) -> dict[str, Any]:
+    """classifier.json of a saved classifier, checked for kind, format and version."""
+    path = Path(directory) / "classifier.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{directory}: no classifier.json (not a saved classifier)")
+    meta = json.loads(path.read_text())
+    if meta.get("kind") != KIND or meta.get("format") != FORMAT:
+        raise ValueError(f"{directory}: not a {KIND} format {FORMAT} checkpoint")
+    if meta.get("version") != VERSION:
+        raise ValueError(
+            f"{directory}: classifier version {meta.get('version')} is not this serl's {VERSION}"
+        )
+    return meta
+
+
+def restore(directory: str | os.PathLike) -> tuple[ClassifierState, dict[str, Any]]:
+    """Rebuild a saved classifier exactly; returns (state, classifier.json contents)."""
+    from serl.agents.checkpoint import _check_matches, spec_from_dict
+
+    directory = Path(directory).absolute()
+    meta = load_meta(directory)
+    config, spec = config_from_dict(meta["config"]), spec_from_dict(meta["spec"])
+    template = jax.eval_shape(lambda: init_state(config, spec, 0, load_pretrained_weights=False))
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+        serialization.to_state_dict(template),
+    )
+    with ocp.StandardCheckpointer() as ckptr:
+        _check_matches(ckptr.metadata(directory / "state").item_metadata.tree, abstract, directory)
+        arrays = ckptr.restore(directory / "state", abstract)
+    return serialization.from_state_dict(template, arrays), meta
+
+
+def param_count(state: ClassifierState) -> int:
+    """Number of parameters (trainable and frozen)."""
+    flat = traverse_util.flatten_dict({"t": state.params.params, "f": state.frozen})
+    return int(sum(np.size(v) for v in flat.values()))

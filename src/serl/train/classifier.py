@@ -1,0 +1,614 @@
+"""Learned rewards end to end: record success-labelled frames, train and evaluate a reward
+classifier (report JSON + calibration PNG), and load a saved one as a reward callable.
+
+Labelled frames live in an ordinary episode store: each episode carries, in its attributes,
+`labels`, one 0/1 per stored frame (L + 1 of them: the reset frame and every step's
+result). In simulation the labels are `info["success"]`; with a teleop device a person
+labels: the success event (Enter, gamepad A, ...) marks the current frame and the frames
+after it successful, the failure event marks them failed again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm import tqdm
+
+from serl.agents import classifier as clf
+from serl.data import Episode, EpisodeStore
+from serl.train.envs import env_schema, make_env
+
+if TYPE_CHECKING:
+    from serl.robot.teleop import TeleopDevice
+
+# Sim tasks whose default (sparse) variant ends an episode at its first success frame: the
+# recorder keeps going past success with the dense variant, so positives are not rare.
+LABEL_ENV_KWARGS: dict[str, dict[str, Any]] = {
+    "serl/PandaPickCube-v0": {"reward_type": "dense"},
+    "serl/PandaPickCubeVision-v0": {"reward_type": "dense"},
+}
+SIM_POLICIES = ("expert", "expert_then_random", "random")
+
+
+# -- recording ------------------------------------------------------------------------------
+
+
+def _episode(
+    frames: list[Any],
+    actions: list[Any],
+    rewards: list[float],
+    terminated: list[bool],
+    truncated: list[bool],
+) -> Episode:
+    return Episode(
+        observations={k: np.stack([f[k] for f in frames]) for k in frames[0]},
+        actions=np.stack(actions).astype(np.float32),
+        rewards=np.asarray(rewards, np.float32),
+        terminated=np.asarray(terminated, bool),
+        truncated=np.asarray(truncated, bool),
+    )
+
+
+def sim_policy(env: Any, kind: str, rng: np.random.Generator, noise: float) -> Callable[[Any], Any]:
+    """An episode's labelling policy: the scripted expert, the expert then random actions from a
+    random step on (drops, re-grasps: varied positives and negatives), or random actions."""
+    from serl.envs import make_expert
+
+    if kind not in SIM_POLICIES:
+        raise ValueError(f"policy must be one of {SIM_POLICIES}, got {kind!r}")
+    if kind == "random":
+        return lambda obs: rng.uniform(-1.0, 1.0, env.action_space.shape)
+    expert = make_expert(env, noise=noise, seed=int(rng.integers(2**31)))
+    expert.reset()
+    switch = int(rng.integers(15, 70)) if kind == "expert_then_random" else None
+    step = 0
+
+    def act(obs: Any) -> Any:
+        nonlocal step
+        step += 1
+        if switch is not None and step > switch:
+            return rng.uniform(-1.0, 1.0, env.action_space.shape)
+        return expert(obs)
+
+    return act
+
+
+def sim_labelled_episode(
+    env: Any, policy: Callable[[Any], Any], seed: int
+) -> tuple[Episode, list[int]]:
+    """One episode with every frame labelled by `info["success"]` (the reset frame's too)."""
+    obs, info = env.reset(seed=seed)
+    frames, labels = [obs], [int(bool(info.get("success", False)))]
+    actions, rewards, terminated, truncated = [], [], [], []
+    done = False
+    while not done:
+        action = np.asarray(policy(obs), np.float32)
+        obs, reward, term, trunc, info = env.step(action)
+        frames.append(obs)
+        labels.append(int(bool(info.get("success", False))))
+        actions.append(action)
+        rewards.append(float(reward))
+        terminated.append(bool(term))
+        truncated.append(bool(trunc))
+        done = term or trunc
+    return _episode(frames, actions, rewards, terminated, truncated), labels
+
+
+def teleop_labelled_episode(
+    env: Any, device: TeleopDevice[Any], seed: int, scale: float = 0.3, realtime: bool = True
+) -> tuple[Episode | None, list[int], str | None]:
+    """One episode driven and labelled by a person: (episode or None, labels, end event).
+
+    Success marks the current frame and the ones after it successful, failure marks them
+    failed; the episode ends when the env ends it. Re-record discards it (None); stop ends it
+    early, keeping what was recorded.
+    """
+    from serl.robot.teleop import Event, command_to_action
+    from serl.wrappers import control_period
+
+    obs, _ = env.reset(seed=seed)
+    device.reset()
+    dim = int(np.prod(env.action_space.shape))
+    dt = control_period(env)
+    frames, labels, label = [obs], [0], 0
+    actions, rewards, terminated, truncated = [], [], [], []
+    tick = time.monotonic()
+    while True:
+        command = device.read()
+        if Event.RERECORD in command.events:
+            return None, [], str(Event.RERECORD)
+        if Event.STOP in command.events:
+            if not actions:
+                return None, [], str(Event.STOP)
+            truncated[-1] = True  # cut here: bootstrap through it
+            return _episode(frames, actions, rewards, terminated, truncated), labels, "stop"
+        if Event.SUCCESS in command.events:
+            label = labels[-1] = 1
+        if Event.FAILURE in command.events:
+            label = labels[-1] = 0
+        action = command_to_action(command, dim, scale)
+        obs, reward, term, trunc, _ = env.step(action)
+        frames.append(obs)
+        labels.append(label)
+        actions.append(action)
+        rewards.append(float(reward))
+        terminated.append(bool(term))
+        truncated.append(bool(trunc))
+        if term or trunc:
+            return _episode(frames, actions, rewards, terminated, truncated), labels, None
+        if realtime:  # a person needs the sim at the speed of the real robot
+            tick += dt
+            time.sleep(max(0.0, tick - time.monotonic()))
+
+
+def record_transitions(
+    env_id: str,
+    out: Path,
+    episodes: int,
+    device: str | None = None,
+    seed: int = 0,
+    policies: Sequence[str] = SIM_POLICIES,
+    noise: float = 0.1,
+    env_kwargs: Mapping[str, Any] | None = None,
+    action_scale: float = 0.3,
+    realtime: bool | None = None,
+    teleop: TeleopDevice[Any] | None = None,
+) -> dict[str, Any]:
+    """Record `episodes` success-labelled episodes into a new episode store at `out`.
+
+    Without a device, labels are the sim's `info["success"]` and episode i runs policy
+    `policies[i % len(policies)]` from seed `seed + i`. With `device` (a teleop name) or an
+    open `teleop` device a person drives and labels. Returns a summary (frames, positives).
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    kwargs = dict(LABEL_ENV_KWARGS.get(env_id, {}) if env_kwargs is None else env_kwargs)
+    env = make_env(env_id, **kwargs)
+    rng = np.random.default_rng(seed)
+    frames = positives = 0
+    source = device or (teleop.name if teleop is not None else "sim")
+    try:
+        with EpisodeStore.create(out, env_schema(env)) as store:
+            if source == "sim":
+                for i in tqdm(range(episodes), desc=f"labelled {env_id}", unit="ep"):
+                    kind = policies[i % len(policies)]
+                    policy = sim_policy(env, kind, rng, noise)
+                    episode, labels = sim_labelled_episode(env, policy, seed + i)
+                    store.append(episode, _attrs(env_id, seed + i, source, kind, labels, kwargs))
+                    frames, positives = frames + len(labels), positives + sum(labels)
+            else:
+                frames, positives = _record_teleop(
+                    env,
+                    env_id,
+                    store,
+                    episodes,
+                    seed,
+                    device,
+                    teleop,
+                    action_scale,
+                    realtime,
+                    kwargs,
+                )
+            count = len(store)
+    finally:
+        env.close()
+    return {
+        "path": str(out),
+        "episodes": count,
+        "frames": frames,
+        "positives": positives,
+        "env_kwargs": kwargs,
+    }
+
+
+def _attrs(
+    env_id: str,
+    seed: int,
+    source: str,
+    policy: str,
+    labels: list[int],
+    env_kwargs: Mapping[str, Any],
+) -> dict[str, Any]:
+    return {
+        "env_id": env_id,
+        "seed": seed,
+        "source": source,
+        "policy": policy,
+        "labels": [int(v) for v in labels],
+        "env_kwargs": dict(env_kwargs),
+    }
+
+
+def _record_teleop(
+    env: Any,
+    env_id: str,
+    store: EpisodeStore,
+    episodes: int,
+    seed: int,
+    device: str | None,
+    teleop: TeleopDevice[Any] | None,
+    scale: float,
+    realtime: bool | None,
+    kwargs: Mapping[str, Any],
+) -> tuple[int, int]:
+    from serl.robot.teleop import Event, make_device
+
+    own = teleop is None
+    dev = make_device(device) if teleop is None else teleop
+    realtime = own if realtime is None else realtime
+    frames = positives = index = 0
+    try:
+        while len(store) < episodes:
+            episode, labels, end = teleop_labelled_episode(env, dev, seed + index, scale, realtime)
+            if end == Event.RERECORD:
+                continue
+            index += 1
+            if episode is not None:
+                store.append(
+                    episode, _attrs(env_id, seed + index - 1, dev.name, "teleop", labels, kwargs)
+                )
+                frames, positives = frames + len(labels), positives + sum(labels)
+            if end == "stop" or end == Event.STOP:
+                break
+    finally:
+        if own:
+            dev.close()
+    return frames, positives
+
+
+# -- labelled data --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class LabelledFrames:
+    """Frames of labelled episodes: {camera: [N, ...]}, labels [N] (0/1), episode [N] ids."""
+
+    frames: dict[str, np.ndarray]
+    labels: np.ndarray
+    episode: np.ndarray
+    seeds: np.ndarray  # the env seed of each frame's episode
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, mask: np.ndarray) -> LabelledFrames:
+        """The frames where `mask` holds."""
+        return LabelledFrames(
+            {k: v[mask] for k, v in self.frames.items()},
+            self.labels[mask],
+            self.episode[mask],
+            self.seeds[mask],
+        )
+
+
+def load_labelled(paths: Iterable[str | Path], keys: Sequence[str] | None = None) -> LabelledFrames:
+    """Every labelled frame of the given stores (camera keys only unless `keys` says which)."""
+    frames: dict[str, list[np.ndarray]] = {}
+    labels, episode, seeds = [], [], []
+    ep_id = 0
+    for path in paths:
+        with EpisodeStore.open(path) as store:
+            use = tuple(keys) if keys is not None else store.schema.image_keys
+            if not use:
+                raise ValueError(f"{path}: no camera observations to classify")
+            for i in range(len(store)):
+                attrs = store.attrs(i)
+                if "labels" not in attrs:
+                    raise ValueError(f"{path}: episode {i} has no labels (record-transitions)")
+                ep = store[i]
+                lab = np.asarray(attrs["labels"], np.int64)
+                if len(lab) != len(ep) + 1:
+                    raise ValueError(
+                        f"{path}: episode {i} has {len(lab)} labels for {len(ep) + 1} frames"
+                    )
+                for k in use:
+                    frames.setdefault(k, []).append(ep.observations[k])
+                labels.append(lab)
+                episode.append(np.full(len(lab), ep_id))
+                seeds.append(np.full(len(lab), int(attrs.get("seed", -1))))
+                ep_id += 1
+    if not labels:
+        raise ValueError("no labelled episodes found")
+    return LabelledFrames(
+        {k: np.concatenate(v) for k, v in frames.items()},
+        np.concatenate(labels),
+        np.concatenate(episode),
+        np.concatenate(seeds),
+    )
+
+
+def split_episodes(
+    data: LabelledFrames, fraction: float, rng: np.random.Generator
+) -> tuple[LabelledFrames, LabelledFrames]:
+    """(rest, held out): about `fraction` of the *episodes* (never single frames) held out."""
+    ids = np.unique(data.episode)
+    n_out = max(1, round(fraction * len(ids))) if fraction > 0 else 0
+    if n_out >= len(ids):
+        raise ValueError(f"cannot hold out {n_out} of {len(ids)} episodes")
+    out_ids = rng.choice(ids, size=n_out, replace=False)
+    held = np.isin(data.episode, out_ids)
+    return data.subset(~held), data.subset(held)
+
+
+def balanced_indices(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n indices, half positives and half negatives (class balancing by sampling)."""
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    if not len(pos) or not len(neg):
+        raise ValueError(f"need both classes to train: {len(pos)} positive, {len(neg)} negative")
+    half = n // 2
+    return np.concatenate([rng.choice(pos, half), rng.choice(neg, n - half)])
+
+
+# -- evaluation -----------------------------------------------------------------------------
+
+
+def binary_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    """Accuracy, balanced accuracy, precision, recall and counts at a threshold."""
+    pred, truth = probs > threshold, labels == 1
+    tp, fp = int(np.sum(pred & truth)), int(np.sum(pred & ~truth))
+    fn, tn = int(np.sum(~pred & truth)), int(np.sum(~pred & ~truth))
+    tpr = tp / max(tp + fn, 1)
+    tnr = tn / max(tn + fp, 1)
+    return {
+        "accuracy": (tp + tn) / max(len(labels), 1),
+        "balanced_accuracy": (tpr + tnr) / 2,
+        "precision": tp / max(tp + fp, 1),
+        "recall": tpr,
+        "true_positives": tp,
+        "false_positives": fp,
+        "true_negatives": tn,
+        "false_negatives": fn,
+        "positives": int(np.sum(truth)),
+        "negatives": int(np.sum(~truth)),
+    }
+
+
+def choose_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold in (0, 1) with the best balanced accuracy (ties: the one nearest 0.5)."""
+    grid = np.round(np.linspace(0.05, 0.95, 91), 4)
+    scores = [binary_metrics(probs, labels, t)["balanced_accuracy"] for t in grid]
+    best = np.flatnonzero(np.isclose(scores, np.max(scores)))
+    return float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]])
+
+
+def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Reliability table (mean predicted vs observed success per probability bin) and ECE."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        m = which == b
+        if not m.any():
+            continue
+        conf, freq = float(probs[m].mean()), float(labels[m].mean())
+        rows.append(
+            {
+                "lo": float(edges[b]),
+                "hi": float(edges[b + 1]),
+                "count": int(m.sum()),
+                "mean_prob": conf,
+                "frac_positive": freq,
+            }
+        )
+        ece += m.mean() * abs(conf - freq)
+    return {"bins": rows, "ece": float(ece)}
+
+
+def plot_calibration(
+    calib: Mapping[str, Any], probs: np.ndarray, labels: np.ndarray, threshold: float, out: Path
+) -> Path:
+    """Reliability diagram and probability histograms per class, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    rows = calib["bins"]
+    ax1.plot([0, 1], [0, 1], "k--", lw=1, label="perfectly calibrated")
+    ax1.plot(
+        [r["mean_prob"] for r in rows],
+        [r["frac_positive"] for r in rows],
+        "o-",
+        label=f"classifier (ECE {calib['ece']:.3f})",
+    )
+    ax1.set(
+        xlabel="predicted p(success)",
+        ylabel="fraction successful",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title="calibration (held-out frames)",
+    )
+    ax1.legend(loc="upper left")
+    bins = np.linspace(0, 1, 21)
+    ax2.hist(probs[labels == 0], bins, alpha=0.6, label="failure frames")
+    ax2.hist(probs[labels == 1], bins, alpha=0.6, label="success frames")
+    ax2.axvline(threshold, color="k", ls=":", label=f"threshold {threshold:.2f}")
+    ax2.set(xlabel="predicted p(success)", ylabel="frames", yscale="log", title="held-out scores")
+    ax2.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+# -- training -------------------------------------------------------------------------------
+
+
+def train_classifier(
+    stores: Sequence[str | Path],
+    out: Path,
+    eval_stores: Sequence[str | Path] = (),
+    config: clf.ClassifierConfig | None = None,
+    steps: int = 2_000,
+    holdout_fraction: float = 0.2,
+    val_fraction: float = 0.15,
+    seed: int = 0,
+    log_every: int = 100,
+) -> dict[str, Any]:
+    """Train a reward classifier on labelled stores; save it with its report in `out`.
+
+    Held out: the frames of `eval_stores` when given (record them from other seeds), else
+    `holdout_fraction` of the training stores' episodes. A further `val_fraction` of the
+    training episodes picks the threshold (best balanced accuracy), so the held-out figures
+    are not tuned on. Writes out/classifier.json + out/state (the checkpoint),
+    out/report.json and out/calibration.png; returns the report.
+    """
+    config = config or clf.ClassifierConfig()
+    rng = np.random.default_rng(seed)
+    start = time.monotonic()
+    data = load_labelled(stores, config.image_keys)
+    if eval_stores:
+        test = load_labelled(eval_stores, tuple(data.frames))
+        shared = set(np.unique(data.seeds)) & set(np.unique(test.seeds)) - {-1}
+        if shared:
+            raise ValueError(f"held-out stores reuse training seeds {sorted(shared)[:5]}")
+    else:
+        data, test = split_episodes(data, holdout_fraction, rng)
+    fit, val = split_episodes(data, val_fraction, rng)
+    example = {k: v[0] for k, v in fit.frames.items()}
+    state = clf.create(config, example, seed)
+
+    history = []
+    for step in range(1, steps + 1):
+        idx = balanced_indices(fit.labels, config.batch_size, rng)
+        batch = {
+            "observations": {k: v[idx] for k, v in fit.frames.items()},
+            "labels": fit.labels[idx].astype(np.float32),
+        }
+        state, metrics = clf.update(state, batch)
+        if step % log_every == 0 or step == steps:
+            m = {k: float(v) for k, v in metrics.items()}
+            history.append({"step": step, **m})
+    train_s = time.monotonic() - start
+
+    val_probs = clf.predict(state, val.frames)
+    threshold = choose_threshold(val_probs, val.labels)
+    test_probs = clf.predict(state, test.frames)
+    calib = calibration(test_probs, test.labels)
+    report = {
+        "held_out": binary_metrics(test_probs, test.labels, threshold),
+        "held_out_at_0.5": binary_metrics(test_probs, test.labels, 0.5),
+        "validation": binary_metrics(val_probs, val.labels, threshold),
+        "threshold": threshold,
+        "calibration": calib,
+        "data": {
+            "stores": [str(s) for s in stores],
+            "eval_stores": [str(s) for s in eval_stores],
+            "fit_frames": len(fit),
+            "fit_episodes": len(np.unique(fit.episode)),
+            "val_frames": len(val),
+            "held_out_frames": len(test),
+            "held_out_episodes": len(np.unique(test.episode)),
+            "held_out_seeds": sorted(int(s) for s in np.unique(test.seeds)),
+            "train_seeds": sorted(int(s) for s in np.unique(data.seeds)),
+            "cameras": list(state.spec.keys),
+        },
+        "steps": steps,
+        "seed": seed,
+        "train_s": round(train_s, 1),
+        "parameters": clf.param_count(state),
+        "history": history,
+        "config": clf.config_to_dict(config),
+        "version": clf.VERSION,
+    }
+    out = Path(out)
+    clf.save(state, out, threshold, {k: report[k] for k in ("held_out", "threshold", "data")})
+    plot_calibration(calib, test_probs, test.labels, threshold, out / "calibration.png")
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+# -- inference ------------------------------------------------------------------------------
+
+
+class RewardClassifier:
+    """A saved classifier as a plain callable `obs -> p(success)` (what wrappers take)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.state, meta = clf.restore(path)
+        self.threshold = float(meta["threshold"])
+        self.path = Path(path)
+
+    def __call__(self, obs: Mapping[str, Any]) -> float:
+        """p(success) of one observation (only the classifier's cameras are read)."""
+        return clf.probability(self.state, {k: obs[k] for k in self.state.spec.keys})
+
+
+def learned_reward_env(
+    env: Any,
+    classifier: str | Path | RewardClassifier,
+    threshold: float | None = None,
+    **kwargs: Any,
+) -> Any:
+    """`env` under a LearnedReward wrapper driven by a saved classifier (its threshold by
+    default)."""
+    from serl.wrappers import LearnedReward
+
+    fn = classifier if isinstance(classifier, RewardClassifier) else RewardClassifier(classifier)
+    return LearnedReward(
+        env, fn, threshold=fn.threshold if threshold is None else threshold, **kwargs
+    )
+
+
+# -- a run's learned reward -----------------------------------------------------------------
+
+REWARD_FILE = "reward.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig:
+    """A run's learned reward, kept in RUN_DIR/reward.json beside config.json (actor-side).
+
+    `classifier` names a saved classifier (None: the env's own reward); `threshold` None uses
+    the classifier's. `env_kwargs` make the env the classifier rewards (e.g. the pick-cube's
+    dense variant, so that the classifier, not the simulator, ends episodes).
+    """
+
+    classifier: str | None = None
+    threshold: float | None = None
+    gripper_key: str | None = None
+    gripper_threshold: float = 0.5
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def save(self, run_dir: Path) -> Path:
+        """Write RUN_DIR/reward.json."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / REWARD_FILE
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, run_dir: Path) -> RewardConfig:
+        """RUN_DIR/reward.json, or the env's own reward when there is none."""
+        path = run_dir / REWARD_FILE
+        if not path.exists():
+            return cls()
+        return cls(**json.loads(path.read_text()))
+
+    @classmethod
+    def for_env(cls, env_id: str, classifier: str | Path, **kwargs: Any) -> RewardConfig:
+        """A learned reward for `env_id`, with the env variant that lets it end episodes."""
+        env_kwargs = dict(LABEL_ENV_KWARGS.get(env_id, {}))
+        return cls(classifier=str(classifier), env_kwargs=env_kwargs, **kwargs)
+
+
+def make_reward_env(env_id: str, reward: RewardConfig, **kwargs: Any) -> Any:
+    """`make_env(env_id)` with the run's reward: under LearnedReward when it has a classifier."""
+    env = make_env(env_id, **{**reward.env_kwargs, **kwargs})
+    if reward.classifier is None:
+        return env
+    return learned_reward_env(
+        env,
+        reward.classifier,
+        threshold=reward.threshold,
+        gripper_key=reward.gripper_key,
+        gripper_threshold=reward.gripper_threshold,
+    )

@@ -1,0 +1,145 @@
+"""Success labelling and the reward classifier: sim labels follow info["success"], a person's
+success/failure keys label frames, a classifier learns a visual success cue and is judged on
+held-out episodes, and its checkpoint (config JSON + version) restores it exactly."""
+
+import json
+
+import numpy as np
+import pytest
+
+from serl.agents import classifier as clf
+from serl.agents.classifier import ClassifierConfig
+from serl.data import Episode, EpisodeStore, Schema
+from serl.robot.teleop import Keyboard, ScriptedSource
+from serl.train.classifier import (
+    RewardClassifier,
+    binary_metrics,
+    choose_threshold,
+    load_labelled,
+    record_transitions,
+    train_classifier,
+)
+from serl.train.envs import make_env
+
+SIZE = 32
+TINY = ClassifierConfig(
+    image_size=None,
+    batch_size=16,
+    hidden_dims=(16,),
+    shift_pad=1,
+    encoder=clf.EncoderConfig(
+        backbone="small", pooling="mean", bottleneck_dim=16, proprio_dim=0, dropout_rate=0.0
+    ),
+)
+
+
+def test_sim_labels_are_info_success_for_every_frame(tmp_path):
+    kwargs = {"reward_type": "dense", "image_size": SIZE, "max_episode_steps": 90}
+    summary = record_transitions(
+        "serl/PandaPickCubeVision-v0", tmp_path / "lbl", episodes=3, seed=0, env_kwargs=kwargs
+    )
+    assert summary["episodes"] == 3 and summary["positives"] > 0
+    with EpisodeStore.open(tmp_path / "lbl") as store:
+        attrs = [store.attrs(i) for i in range(3)]
+        lengths = [len(store[i]) for i in range(3)]
+    assert [a["policy"] for a in attrs] == ["expert", "expert_then_random", "random"]
+    for a, n in zip(attrs, lengths, strict=True):
+        assert len(a["labels"]) == n + 1 and a["labels"][0] == 0  # reset frame: not a success
+    assert sum(attrs[0]["labels"]) > 5  # the expert lifts and holds the cube
+    assert sum(attrs[2]["labels"]) == 0  # random flailing never lifts it
+
+    # Replaying the recorded actions gives the same success flags (labels are the sim's own).
+    env = make_env("serl/PandaPickCubeVision-v0", **kwargs)
+    with EpisodeStore.open(tmp_path / "lbl") as store:
+        episode = store[0]
+    env.reset(seed=attrs[0]["seed"])
+    replayed = [0] + [int(env.step(a)[4]["success"]) for a in episode.actions]
+    env.close()
+    assert replayed == attrs[0]["labels"]
+
+
+def test_a_person_labels_frames_with_the_success_and_failure_keys(tmp_path):
+    none, enter, back = frozenset(), frozenset({"enter"}), frozenset({"backspace"})
+    device = Keyboard(ScriptedSource([none, none, none, enter, none, back, none, none]))
+    summary = record_transitions(
+        "serl/PandaPickCube-v0",
+        tmp_path / "lbl",
+        episodes=1,
+        env_kwargs={"max_episode_steps": 8},
+        teleop=device,
+        realtime=False,
+    )
+    assert summary["frames"] == 9 and summary["positives"] == 2
+    with EpisodeStore.open(tmp_path / "lbl") as store:
+        assert store.attrs(0)["labels"] == [0, 0, 0, 1, 1, 0, 0, 0, 0]
+        assert store.attrs(0)["source"] == "keyboard"
+
+
+def synthetic_store(path, seeds, rng):
+    """Episodes whose frames show a bright square exactly when labelled successful."""
+    schema = Schema.create({"cam": ((SIZE, SIZE, 3), np.uint8)}, (2,))
+    with EpisodeStore.create(path, schema) as store:
+        for seed in seeds:
+            n = 12
+            labels = (np.arange(n + 1) >= rng.integers(4, 10)).astype(int)
+            frames = rng.integers(0, 90, (n + 1, SIZE, SIZE, 3), dtype=np.uint8)
+            for t in np.flatnonzero(labels):
+                y, x = rng.integers(2, SIZE - 8, 2)
+                frames[t, y : y + 6, x : x + 6] = 250
+            ep = Episode(
+                {"cam": frames},
+                np.zeros((n, 2), np.float32),
+                np.zeros(n, np.float32),
+                np.zeros(n, bool),
+                np.zeros(n, bool),
+            )
+            store.append(ep, {"seed": int(seed), "labels": labels.tolist()})
+    return path
+
+
+def test_classifier_learns_a_success_cue_and_reports_on_held_out_seeds(tmp_path):
+    rng = np.random.default_rng(0)
+    train = synthetic_store(tmp_path / "train", range(16), rng)
+    held = synthetic_store(tmp_path / "held", range(100, 106), rng)
+    report = train_classifier(
+        [train], tmp_path / "clf", eval_stores=[held], config=TINY, steps=80, log_every=40
+    )
+    assert report["held_out"]["accuracy"] >= 0.9
+    assert report["data"]["held_out_seeds"] == list(range(100, 106))
+    assert 0.05 <= report["threshold"] <= 0.95
+    png = (tmp_path / "clf" / "calibration.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((tmp_path / "clf" / "report.json").read_text())
+    assert set(saved["held_out"]) >= {"accuracy", "precision", "recall"}
+    meta = json.loads((tmp_path / "clf" / "classifier.json").read_text())
+    assert meta["version"] == clf.VERSION and meta["config"]["image_size"] is None
+
+    # The checkpoint restores the same classifier; the callable reads one observation.
+    data = load_labelled([held])
+    reward = RewardClassifier(tmp_path / "clf")
+    probs = [reward({"cam": data.frames["cam"][i]}) for i in range(5)]
+    state, _ = clf.restore(tmp_path / "clf")
+    np.testing.assert_allclose(probs, clf.predict(state, data.frames)[:5], rtol=1e-5)
+    assert reward.threshold == report["threshold"]
+
+    with pytest.raises(ValueError, match="reuse training seeds"):
+        train_classifier([train], tmp_path / "bad", eval_stores=[train], config=TINY, steps=1)
+
+
+def test_a_checkpoint_of_another_version_is_refused(tmp_path):
+    state = clf.create(TINY, {"cam": np.zeros((SIZE, SIZE, 3), np.uint8)})
+    clf.save(state, tmp_path / "c")
+    meta = json.loads((tmp_path / "c" / "classifier.json").read_text())
+    (tmp_path / "c" / "classifier.json").write_text(json.dumps({**meta, "version": 999}))
+    with pytest.raises(ValueError, match="version 999"):
+        clf.restore(tmp_path / "c")
+
+
+def test_threshold_and_metrics():
+    probs = np.array([0.1, 0.2, 0.6, 0.7, 0.9])
+    labels = np.array([0, 0, 0, 1, 1])
+    m = binary_metrics(probs, labels, 0.5)
+    assert (m["true_positives"], m["false_positives"], m["true_negatives"]) == (2, 1, 2)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == 1.0
+    t = choose_threshold(probs, labels)
+    assert 0.6 <= t < 0.7 and binary_metrics(probs, labels, t)["accuracy"] == 1.0
