@@ -177,6 +177,10 @@ def test_invalid_inputs_are_rejected_with_clear_422s(
     assert raw.status_code == 422
     raw = httpx.post(f"{server.url}/command", timeout=2.0, json={"pose": {"position": [0.5]}})
     assert raw.status_code == 422
+    # no coercion: a boolean or a string is not a stiffness (the fuzzer once got `true` through)
+    for bad in (True, "1.0"):
+        raw = httpx.put(f"{server.url}/params", timeout=2.0, json={"nullspace_stiffness": bad})
+        assert raw.status_code == 422, bad
 
 
 def test_params_round_trip(client: RobotClient) -> None:

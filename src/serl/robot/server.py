@@ -66,7 +66,7 @@ class ServerConfig:
 class Strict(BaseModel):
     """Request models reject unknown fields and non-finite numbers."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class Pose(Strict):
