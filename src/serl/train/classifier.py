@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from serl.agents import classifier as clf
 from serl.data import Episode, EpisodeStore
+from serl.train.demos import build_episode
 from serl.train.envs import env_schema, make_env
 
 if TYPE_CHECKING:
@@ -37,22 +38,6 @@ SIM_POLICIES = ("expert", "expert_then_random", "random")
 
 
 # -- recording ------------------------------------------------------------------------------
-
-
-def _episode(
-    frames: list[Any],
-    actions: list[Any],
-    rewards: list[float],
-    terminated: list[bool],
-    truncated: list[bool],
-) -> Episode:
-    return Episode(
-        observations={k: np.stack([f[k] for f in frames]) for k in frames[0]},
-        actions=np.stack(actions).astype(np.float32),
-        rewards=np.asarray(rewards, np.float32),
-        terminated=np.asarray(terminated, bool),
-        truncated=np.asarray(truncated, bool),
-    )
 
 
 def sim_policy(env: Any, kind: str, rng: np.random.Generator, noise: float) -> Callable[[Any], Any]:
@@ -97,7 +82,7 @@ def sim_labelled_episode(
         terminated.append(bool(term))
         truncated.append(bool(trunc))
         done = term or trunc
-    return _episode(frames, actions, rewards, terminated, truncated), labels
+    return build_episode(frames, actions, rewards, terminated, truncated), labels
 
 
 def teleop_labelled_episode(
@@ -127,7 +112,7 @@ def teleop_labelled_episode(
             if not actions:
                 return None, [], str(Event.STOP)
             truncated[-1] = True  # cut here: bootstrap through it
-            return _episode(frames, actions, rewards, terminated, truncated), labels, "stop"
+            return build_episode(frames, actions, rewards, terminated, truncated), labels, "stop"
         if Event.SUCCESS in command.events:
             label = labels[-1] = 1
         if Event.FAILURE in command.events:
@@ -141,7 +126,7 @@ def teleop_labelled_episode(
         terminated.append(bool(term))
         truncated.append(bool(trunc))
         if term or trunc:
-            return _episode(frames, actions, rewards, terminated, truncated), labels, None
+            return build_episode(frames, actions, rewards, terminated, truncated), labels, None
         if realtime:  # a person needs the sim at the speed of the real robot
             tick += dt
             time.sleep(max(0.0, tick - time.monotonic()))

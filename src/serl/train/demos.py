@@ -26,13 +26,14 @@ log = logging.getLogger(__name__)
 EXPERTS = ("scripted", "spacemouse", "gamepad", "keyboard")
 
 
-def _episode(
+def build_episode(
     frames: list[Any],
     actions: list[Any],
     rewards: list[float],
     terminated: list[bool],
     truncated: list[bool],
 ) -> Episode:
+    """An Episode from per-step lists (frames has one more entry than the steps)."""
     return Episode(
         observations={k: np.stack([f[k] for f in frames]) for k in frames[0]},
         actions=np.stack(actions).astype(np.float32),
@@ -84,7 +85,7 @@ def rollout_episode(env: Any, policy: Any, seed: int) -> tuple[Episode, bool]:
         terminated.append(term)
         truncated.append(trunc)
         done = term or trunc
-    return _episode(frames, actions, rewards, terminated, truncated), bool(info.get("success"))
+    return build_episode(frames, actions, rewards, terminated, truncated), bool(info.get("success"))
 
 
 def teleop_episode(
@@ -136,7 +137,7 @@ def teleop_episode(
         if realtime:  # a person needs the sim at the speed of the real robot
             tick += dt
             time.sleep(max(0.0, tick - time.monotonic()))
-    return _episode(frames, actions, rewards, terminated, truncated), success, label
+    return build_episode(frames, actions, rewards, terminated, truncated), success, label
 
 
 def record_demos(
