@@ -96,6 +96,12 @@ def restore(directory: str | os.PathLike) -> Any:
     directory = Path(directory).absolute()
     config, spec = load_meta(directory)
     template = jax.eval_shape(lambda: _INIT[config.agent](config, spec, 0, load_pretrained=False))
+    return restore_into(template, directory)
+
+
+def restore_into(template: Any, directory: Path) -> Any:
+    """DIRECTORY/state restored into the structure of `template` (abstract leaves suffice),
+    refusing a checkpoint whose leaves differ in path, shape or dtype."""
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),

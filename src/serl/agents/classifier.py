@@ -420,21 +420,13 @@ def load_meta(directory: str | os.PathLike) -> dict[str, Any]:
 
 def restore(directory: str | os.PathLike) -> tuple[ClassifierState, dict[str, Any]]:
     """Rebuild a saved classifier exactly; returns (state, classifier.json contents)."""
-    from serl.agents.checkpoint import _check_matches, spec_from_dict
+    from serl.agents.checkpoint import restore_into, spec_from_dict
 
     directory = Path(directory).absolute()
     meta = load_meta(directory)
     config, spec = config_from_dict(meta["config"]), spec_from_dict(meta["spec"])
     template = jax.eval_shape(lambda: init_state(config, spec, 0, load_pretrained_weights=False))
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-        serialization.to_state_dict(template),
-    )
-    with ocp.StandardCheckpointer() as ckptr:
-        _check_matches(ckptr.metadata(directory / "state").item_metadata.tree, abstract, directory)
-        arrays = ckptr.restore(directory / "state", abstract)
-    return serialization.from_state_dict(template, arrays), meta
+    return restore_into(template, directory), meta
 
 
 def param_count(state: ClassifierState) -> int:
