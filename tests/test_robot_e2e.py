@@ -222,6 +222,25 @@ def test_faults_refuse_commands_until_an_explicit_recovery(
     assert client.state().faults == ()
 
 
+def test_a_move_outlasting_the_watchdog_arrives_at_rest() -> None:
+    # A move is a standing command until the arm has settled: a watchdog far shorter than
+    # the move and its settling must not stop the arm on the way (it once held it mid-settle).
+    srv = start_server(scene="empty", watchdog_s=0.005)
+    try:
+        c = RobotClient(srv.url, timeout=2.0)
+        down = tf.from_euler([np.pi, 0, 0])
+        for target in ([0.45, 0.1, 0.3], [0.55, -0.1, 0.2]):
+            s = c.move(np.array(target), down, 0.2)
+            assert not s.watchdog_tripped
+            assert np.linalg.norm(s.position - target) < 0.003
+            assert np.linalg.norm(s.velocity[:3]) < 0.01  # at rest, not passing through
+        time.sleep(0.1)
+        assert c.state().watchdog_tripped  # and it guards again once the move is over
+        c.close()
+    finally:
+        srv.stop()
+
+
 def test_recovery_is_bounded() -> None:
     srv = start_server(scene="empty", max_recoveries=2, recovery_window_s=60.0)
     try:

@@ -22,7 +22,7 @@ from serl.robot.errors import (
 )
 from serl.robot.state import GripperState, RobotState
 
-MOVE_MARGIN_S = 4.0  # the server may wait up to 3 s after a move for the arm to settle
+MOVE_MARGIN_S = 10.0  # the server may wait up to 9 s (wall) after a move for the arm to settle
 
 
 def _raise_for(response: httpx.Response) -> None:

@@ -14,6 +14,8 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -27,10 +29,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serl.robot import transforms as tf
 from serl.robot.backends.base import Backend
+from serl.robot.state import RobotState
 
 log = logging.getLogger(__name__)
 
-MOVE_TOL_M, MOVE_TOL_RAD = 0.003, 0.03  # "the arm has arrived" after a move
+MOVE_TOL_M, MOVE_TOL_RAD, MOVE_TOL_M_S = 0.003, 0.03, 0.01  # "arrived" = there and at rest
+MOVE_SETTLE_WALL_FACTOR = 3.0  # wall-clock cap on settling, as a multiple of move_settle_s
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Vec3 = Annotated[list[Finite], Field(min_length=3, max_length=3)]
@@ -50,7 +54,7 @@ class ServerConfig:
     max_recoveries: int = 3
     recovery_window_s: float = 60.0
     max_move_s: float = 10.0  # longest timed move accepted
-    move_settle_s: float = 3.0  # longest a move waits for the arm to reach its arrived reference
+    move_settle_s: float = 3.0  # longest a move waits (robot clock) for the arm to arrive
     max_camera_wait_s: float = 5.0  # longest a frame request long-polls
     token: str | None = None
 
@@ -215,6 +219,15 @@ ERRORS = {
 BODY_ERRORS = {400: ERRORS[400], 401: ERRORS[401]}
 
 
+def _arrived(state: RobotState, pos: np.ndarray, quat: np.ndarray) -> bool:
+    """Whether the arm is at rest within the arrival tolerance of a target."""
+    return bool(
+        np.linalg.norm(state.position - pos) < MOVE_TOL_M
+        and tf.angle_between(state.quaternion, quat) < MOVE_TOL_RAD
+        and np.linalg.norm(state.velocity[:3]) < MOVE_TOL_M_S
+    )
+
+
 def _invalid(loc: tuple[str | int, ...], msg: str) -> RequestValidationError:
     """A 422 in FastAPI's own validation-error shape, for checks pydantic cannot express."""
     return RequestValidationError(
@@ -253,23 +266,31 @@ class RobotService:
     def _watch(self) -> None:
         period = min(0.02, self.config.watchdog_s / 5)
         while not self._stop.wait(period):
-            with self._lock:
+            with self._lock:  # decide and hold atomically: a command can't slip in between
                 due = self._armed and time.monotonic() - self._last_command > self.config.watchdog_s
-                if due and self.backend.reference.moving(time.monotonic()):
-                    due = False  # a timed move is a standing command until it ends
                 if due:
                     self._armed = False
                     self.watchdog_tripped = True
+                    self.backend.hold()
             if due:
                 log.warning("no command for %.2f s: holding position", self.config.watchdog_s)
-                self.backend.hold()
+
+    @contextmanager
+    def commanding(self, arm: bool = True) -> Iterator[None]:
+        """Issue a command with the watchdog held off, then restart it (see `touch`)."""
+        with self._lock:
+            yield
+            self._touch_locked(arm)
 
     def touch(self, arm: bool = True) -> None:
         """A command arrived: restart the watchdog (arm=False: nothing to guard until the next)."""
         with self._lock:
-            self._last_command = time.monotonic()
-            self._armed = arm
-            self.watchdog_tripped = False
+            self._touch_locked(arm)
+
+    def _touch_locked(self, arm: bool) -> None:
+        self._last_command = time.monotonic()
+        self._armed = arm
+        self.watchdog_tripped = False
 
     def state(self) -> dict[str, object]:
         """The backend's state plus the server's own flags, as the JSON body."""
@@ -345,8 +366,6 @@ def create_app(backend: Backend, config: ServerConfig | None = None) -> FastAPI:
         if not hmac.compare_digest(given.encode(), config.token.encode()):
             raise ApiError(401, "unauthorized", "missing or wrong bearer token")
 
-    from contextlib import asynccontextmanager
-
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         service.start()
@@ -418,10 +437,10 @@ def create_app(backend: Backend, config: ServerConfig | None = None) -> FastAPI:
         """Set the pose target (and gripper); wait settle_s; answer the state."""
         pos, quat = service.check_pose(req.pose)
         service.require_no_fault()
-        backend.set_target(pos, quat)
-        if req.gripper is not None:
-            backend.gripper.command(req.gripper)
-        service.touch()
+        with service.commanding():
+            backend.set_target(pos, quat)
+            if req.gripper is not None:
+                backend.gripper.command(req.gripper)
         if req.settle_s > 0:
             await asyncio.sleep(req.settle_s)
         return service.state()
@@ -433,29 +452,31 @@ def create_app(backend: Backend, config: ServerConfig | None = None) -> FastAPI:
         if req.duration_s > config.max_move_s:
             raise _invalid(("duration_s",), f"duration_s must be <= {config.max_move_s}")
         service.require_no_fault()
-        end = backend.move(pos, quat, req.duration_s)
-        service.touch()
+        with service.commanding(arm=False):  # a move is a standing command: no watchdog
+            end = backend.move(pos, quat, req.duration_s)
         await asyncio.sleep(max(0.0, end - time.monotonic()))
         # The reference has arrived; the arm lags it by its error clip. Wait (bounded) until
-        # the arm is there too, so the caller's next observation starts from the pose.
-        give_up = time.monotonic() + config.move_settle_s
-        while time.monotonic() < give_up and not backend.faults():
-            service.touch()  # a move is a standing command: no watchdog while it settles
-            s = backend.state()
-            if (
-                np.linalg.norm(s.position - pos) < MOVE_TOL_M
-                and tf.angle_between(s.quaternion, quat) < MOVE_TOL_RAD
-            ):
+        # the arm is there too, so the caller's next observation starts from the pose. The
+        # budget counts the robot's own clock: a simulation on a loaded machine runs slower
+        # than the wall clock and needs more wall time to settle (capped, for the client).
+        s = backend.state()
+        settle_until = s.time + config.move_settle_s
+        give_up = time.monotonic() + MOVE_SETTLE_WALL_FACTOR * config.move_settle_s
+        while not _arrived(s, pos, quat) and not s.faults:
+            if s.time > settle_until or time.monotonic() > give_up:
+                off = float(np.linalg.norm(s.position - pos))
+                log.warning("move: arm still %.1f mm from the target after settling", 1e3 * off)
                 break
             await asyncio.sleep(0.01)
+            s = backend.state()
         service.touch()
         return service.state()
 
     @app.post("/hold", response_model=StateModel, dependencies=auth, responses={401: ERRORS[401]})
     async def hold() -> dict[str, object]:
         """Stop where the arm is and disarm the watchdog."""
-        backend.hold()
-        service.touch(arm=False)
+        with service.commanding(arm=False):
+            backend.hold()
         return service.state()
 
     @app.post("/joint_reset", response_model=StateModel, dependencies=auth, responses=ERRORS)
