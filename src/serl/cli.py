@@ -55,8 +55,15 @@ def record_demos(
 
     try:
         path = record(
-            env_id, episodes, out, expert=expert, seed=seed, successful_only=not keep_failures,
-            noise=noise, action_scale=action_scale, viewer=viewer and expert != "scripted",
+            env_id,
+            episodes,
+            out,
+            expert=expert,
+            seed=seed,
+            successful_only=not keep_failures,
+            noise=noise,
+            action_scale=action_scale,
+            viewer=viewer and expert != "scripted",
         )
     except DeviceError as e:
         raise SystemExit(f"serl record-demos: {e}") from e
@@ -93,7 +100,7 @@ def _config(env_id: str, **overrides: object) -> TrainConfig:
 
 def train(
     env_id: tyro.conf.Positional[str] = "serl/PandaPickCube-v0",
-    agent: Literal["sac", "drq", "bc"] | None = None,
+    agent: Literal["sac", "drq", "bc", "vice"] | None = None,
     demos: Path | None = None,
     num_demos: int | None = None,
     env_steps: int | None = None,
@@ -106,6 +113,9 @@ def train(
     preset: str | None = None,
     intervene: Intervene | None = None,
     reward_classifier: Path | None = None,
+    goal_examples: Path | None = None,
+    obs_horizon: int | None = None,
+    act_exec_horizon: int | None = None,
 ) -> int:
     """Train with a learner and actor processes on this machine (the env's recipe by default).
 
@@ -113,18 +123,36 @@ def train(
     (a device name: a person at it); off by default, kept for --resume.
     --reward-classifier DIR (from `serl train-classifier`) makes its success probability the
     reward and the episode end (RUN_DIR/reward.json; kept for --resume).
+    --agent vice learns its reward online from goal examples: --goal-examples PATH (an episode
+    store; labelled ones from record-transitions give their success frames), else the final
+    frames of the successful demos.
+    --obs-horizon T gives the agent stacks of its last T observations; --act-exec-horizon K
+    makes each agent step a chunk of K env actions run open-loop (env steps then count
+    agent steps).
     """
     from serl.train.launcher import train as launch
 
     cfg = _config(
-        env_id, agent=agent, demos=str(demos) if demos else None, num_demos=num_demos,
-        env_steps=env_steps, seed=seed, run_dir=str(run_dir) if run_dir else None,
-        actors=actors, eval_every=eval_every, resume=resume, preset=preset,
+        env_id,
+        agent=agent,
+        demos=str(demos) if demos else None,
+        num_demos=num_demos,
+        env_steps=env_steps,
+        seed=seed,
+        run_dir=str(run_dir) if run_dir else None,
+        actors=actors,
+        eval_every=eval_every,
+        resume=resume,
+        preset=preset,
+        goal_examples=str(goal_examples.absolute()) if goal_examples else None,
+        obs_horizon=obs_horizon,
+        act_exec_horizon=act_exec_horizon,
     )
     if intervene is not None:
         from serl.train.checkpoints import latest_checkpoint
-        from serl.train.envs import InterventionConfig
+        from serl.train.envs import InterventionConfig, check_intervention_chunks
 
+        check_intervention_chunks(intervene, cfg.act_exec_horizon)
         if resume or latest_checkpoint(cfg.path) is None:  # never touch another finished run
             InterventionConfig(kind=intervene).save(cfg.path)
     if reward_classifier is not None:
@@ -173,8 +201,9 @@ def actor(
     return run_actor(cfg, learner, secret, index, start_step, hil)
 
 
-def evaluate(run_dir: tyro.conf.Positional[Path], episodes: int = 20,
-             video: Path | None = None) -> None:
+def evaluate(
+    run_dir: tyro.conf.Positional[Path], episodes: int = 20, video: Path | None = None
+) -> None:
     """Evaluate a run's newest checkpoint; print JSON with success_rate and mean_return."""
     import json
 
@@ -240,8 +269,14 @@ def record_transitions(
     kwargs = json.loads(env_kwargs) if env_kwargs else None
     try:
         summary = record(
-            env_id, out, episodes, device=None if device == "sim" else device, seed=seed,
-            noise=noise, env_kwargs=kwargs, action_scale=action_scale,
+            env_id,
+            out,
+            episodes,
+            device=None if device == "sim" else device,
+            seed=seed,
+            noise=noise,
+            env_kwargs=kwargs,
+            action_scale=action_scale,
         )
     except DeviceError as e:
         raise SystemExit(f"serl record-transitions: {e}") from e
@@ -278,19 +313,39 @@ def train_classifier(
     encoder = base.encoder
     if backbone != encoder.backbone or pretrained is not None:
         encoder = EncoderConfig(
-            backbone=backbone, pooling=encoder.pooling,
+            backbone=backbone,
+            pooling=encoder.pooling,
             num_spatial_features=encoder.num_spatial_features,
-            bottleneck_dim=encoder.bottleneck_dim, dropout_rate=0.0, proprio_dim=0,
+            bottleneck_dim=encoder.bottleneck_dim,
+            dropout_rate=0.0,
+            proprio_dim=0,
             freeze_backbone=pretrained is not None,
             pretrained_path=str(pretrained) if pretrained else None,
         )
-    config = ClassifierConfig(encoder=encoder, image_keys=cameras, image_size=image_size,
-                              batch_size=batch_size)
-    report = train_clf(list(stores), out, eval_stores=list(eval_store), config=config,
-                       steps=steps, holdout_fraction=holdout_fraction, seed=seed)
-    print(json.dumps({"out": str(out), "threshold": report["threshold"],
-                      **{k: report["held_out"][k] for k in
-                         ("accuracy", "balanced_accuracy", "precision", "recall")}}))
+    config = ClassifierConfig(
+        encoder=encoder, image_keys=cameras, image_size=image_size, batch_size=batch_size
+    )
+    report = train_clf(
+        list(stores),
+        out,
+        eval_stores=list(eval_store),
+        config=config,
+        steps=steps,
+        holdout_fraction=holdout_fraction,
+        seed=seed,
+    )
+    print(
+        json.dumps(
+            {
+                "out": str(out),
+                "threshold": report["threshold"],
+                **{
+                    k: report["held_out"][k]
+                    for k in ("accuracy", "balanced_accuracy", "precision", "recall")
+                },
+            }
+        )
+    )
 
 
 def train_fb(
@@ -322,10 +377,17 @@ def train_fb(
         return str(p) if p is not None else None
 
     cfg = ForwardBackwardConfig(
-        env_id=env_id, backward_env_id=backward_env_id, agent=agent, preset=preset,
-        forward_classifier=opt(forward_classifier), backward_classifier=opt(backward_classifier),
-        forward_demos=opt(forward_demos), backward_demos=opt(backward_demos),
-        env_steps=env_steps, seed=seed, run_dir=str(run_dir),
+        env_id=env_id,
+        backward_env_id=backward_env_id,
+        agent=agent,
+        preset=preset,
+        forward_classifier=opt(forward_classifier),
+        backward_classifier=opt(backward_classifier),
+        forward_demos=opt(forward_demos),
+        backward_demos=opt(backward_demos),
+        env_steps=env_steps,
+        seed=seed,
+        run_dir=str(run_dir),
     )
     print(json.dumps(train_forward_backward(cfg)))
 

@@ -49,7 +49,7 @@ PRESETS: dict[str, SACConfig | BCConfig] = {
     "sac_gripper": GripperSACConfig(),
     # VICE on drq_small: a success classifier (label smoothing 0.2, mixup, gradient penalty 10)
     # trained online on goal examples vs the agent's frames; binary reward at p > 0.5. Its
-    # batches carry "goal_observations" (the learner does not provide them yet).
+    # batches carry "goal_observations" (`serl train --agent vice` samples them per step).
     "vice_small": VICEConfig(
         encoder=EncoderConfig(
             backbone="small", pooling="mean", dropout_rate=0.0, freeze_backbone=False

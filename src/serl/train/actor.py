@@ -25,7 +25,13 @@ from serl.agents.common import AgentSpec
 from serl.distributed import ActorClient
 from serl.train.classifier import RewardConfig, make_reward_env
 from serl.train.config import TrainConfig
-from serl.train.envs import InterventionConfig, env_schema, wrap_intervention
+from serl.train.envs import (
+    InterventionConfig,
+    check_intervention_chunks,
+    chunk_env,
+    env_schema,
+    wrap_intervention,
+)
 from serl.train.learner import transport_schema_hash
 
 log = logging.getLogger(__name__)
@@ -51,8 +57,11 @@ def evaluate(env: gym.Env, act: Any, episodes: int, seed: int) -> dict[str, floa
             done = terminated or truncated
         returns.append(total)
         successes.append(bool(info.get("success", False)))
-    return {"success_rate": float(np.mean(successes)), "mean_return": float(np.mean(returns)),
-            "episodes": float(episodes)}
+    return {
+        "success_rate": float(np.mean(successes)),
+        "mean_return": float(np.mean(returns)),
+        "episodes": float(episodes),
+    }
 
 
 class Actor:
@@ -74,12 +83,24 @@ class Actor:
         self.intervention = intervention or InterventionConfig.load(cfg.path)
         # the run's learned reward (RUN_DIR/reward.json), if any: rewards and ends episodes
         self.reward = RewardConfig.load(cfg.path)
-        self.env = wrap_intervention(
-            make_reward_env(cfg.env_id, self.reward),
-            self.intervention,
-            seed=cfg.seed * 1000 + index + start_step,
+        check_intervention_chunks(self.intervention.kind, cfg.act_exec_horizon)
+        # Chunking outermost: the reward, its episode ends and a person all act per env step
+        self.env = chunk_env(
+            wrap_intervention(
+                make_reward_env(cfg.env_id, self.reward, **cfg.env_kwargs),
+                self.intervention,
+                seed=cfg.seed * 1000 + index + start_step,
+            ),
+            cfg.obs_horizon,
+            cfg.act_exec_horizon,
         )
-        self.eval_env = make_reward_env(cfg.env_id, self.reward) if index == 0 else None
+        self.eval_env = None
+        if index == 0:
+            self.eval_env = chunk_env(
+                make_reward_env(cfg.env_id, self.reward, **cfg.env_kwargs),
+                cfg.obs_horizon,
+                cfg.act_exec_horizon,
+            )
         schema = env_schema(self.env)
         example, _ = self.env.reset(seed=cfg.seed)
         self.spec = AgentSpec.from_example(example, int(np.prod(self.env.action_space.shape)))
@@ -136,9 +157,15 @@ class Actor:
             intervened = bool(info.get("intervened", False))
             executed = np.asarray(info.get("intervene_action", action), dtype=np.float32)
             self.client.send(
-                {"observations": obs, "actions": executed, "rewards": np.float32(reward),
-                 "terminated": np.bool_(terminated), "truncated": np.bool_(truncated),
-                 "next_observations": next_obs, "intervened": np.bool_(intervened)},
+                {
+                    "observations": obs,
+                    "actions": executed,
+                    "rewards": np.float32(reward),
+                    "terminated": np.bool_(terminated),
+                    "truncated": np.bool_(truncated),
+                    "next_observations": next_obs,
+                    "intervened": np.bool_(intervened),
+                },
                 param_version=self.policy.version,
             )
             self.steps += 1
@@ -164,8 +191,10 @@ class Actor:
         if self.policy.state is None:
             return
         result = evaluate(
-            self.eval_env, lambda o: eval_actions(self.policy.state, o),
-            self.cfg.eval_episodes, seed=10_000_000 + self.cfg.seed * 1000,
+            self.eval_env,
+            lambda o: eval_actions(self.policy.state, o),
+            self.cfg.eval_episodes,
+            seed=10_000_000 + self.cfg.seed * 1000,
         )
         self.client.report(result, self.steps, kind="eval")
         log.info("eval at %d env steps: %s", self.steps, result)
@@ -174,10 +203,14 @@ class Actor:
         self, ret: float, length: int, info: dict[str, Any], interventions: int = 0
     ) -> None:
         stats = self.client.stats()
-        values = {"episode_return": ret, "episode_length": float(length),
-                  "success": float(bool(info.get("success", False))),
-                  "param_version": float(self.policy.version), "queued": stats["queued"],
-                  "dropped": stats.get("dropped", 0.0)}
+        values = {
+            "episode_return": ret,
+            "episode_length": float(length),
+            "success": float(bool(info.get("success", False))),
+            "param_version": float(self.policy.version),
+            "queued": stats["queued"],
+            "dropped": stats.get("dropped", 0.0),
+        }
         if self.intervention.kind != "none":
             values["intervention_rate"] = interventions / max(length, 1)
         self.client.report(values, self.steps)

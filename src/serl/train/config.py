@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from serl.agents import get_preset
+from serl.agents import PRESETS, GripperSACConfig, VICEConfig, get_preset
 from serl.agents.api import AgentConfig
 
-AgentName = Literal["sac", "drq", "bc"]
-DEFAULT_PRESET = {"sac": "sac_state", "drq": "drq_small", "bc": "bc"}
+AgentName = Literal["sac", "drq", "bc", "vice"]
+DEFAULT_PRESET = {"sac": "sac_state", "drq": "drq_small", "bc": "bc", "vice": "vice_small"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class TrainConfig:
     demos: str | None = None  # episode store of demonstrations
     num_demos: int = 0  # scripted demos recorded into RUN_DIR/demos when `demos` is None
     demo_fraction: float = 0.5  # share of each batch drawn from the demos (RLPD)
+    goal_examples: str | None = None  # VICE's positives: an episode store (labelled: its 1s)
+    obs_horizon: int = 1  # observations are stacks of this many agent steps (Chunking)
+    act_exec_horizon: int = 1  # env actions one agent step executes open-loop (Chunking)
     env_steps: int = 20_000  # total over all actors
     seed: int = 0
     run_dir: str = "runs/default"
@@ -43,6 +46,7 @@ class TrainConfig:
     replay_capacity: int = 1_000_000
     jpeg_quality: int | None = None  # JPEG-compress camera frames in the replay buffer
     normalize_observations: bool = True  # standardise non-image keys with the demos' statistics
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # gym.make kwargs (e.g. image_size)
     host: str = "127.0.0.1"
     port: int = 0  # 0: any free port
 
@@ -58,6 +62,8 @@ class TrainConfig:
             "eval_episodes": self.eval_episodes >= 1,
             "training_starts": self.training_starts >= 0,
             "num_demos": self.num_demos >= 0,
+            "obs_horizon": self.obs_horizon >= 1,
+            "act_exec_horizon": self.act_exec_horizon >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -65,15 +71,55 @@ class TrainConfig:
             raise ValueError(f"invalid training config values: {values}")
         if self.agent == "bc" and not (self.demos or self.num_demos):
             raise ValueError("agent 'bc' learns from demonstrations: give --demos or --num-demos")
+        self._check_vice()
+        if self.num_demos and self.demos is None and self.env_kwargs:
+            # the scripted recorder makes the env with its defaults: the schemas would differ
+            raise ValueError(
+                "num_demos records demos with the env's default kwargs; with env_kwargs record "
+                "them yourself (same kwargs) and give --demos"
+            )
+        if self.act_exec_horizon > 1 and isinstance(self._preset(), GripperSACConfig):
+            raise ValueError(
+                "the gripper critic reads one action's last entry: it cannot "
+                "train on action chunks (act_exec_horizon > 1)"
+            )
+
+    def _preset(self) -> AgentConfig | None:
+        return PRESETS.get(self.preset or DEFAULT_PRESET.get(self.agent, ""))
+
+    def _check_vice(self) -> None:
+        preset = self._preset()
+        if self.agent == "vice" and preset is not None and not isinstance(preset, VICEConfig):
+            raise ValueError(
+                f"agent 'vice' needs a VICE preset (e.g. vice_small), got {self.preset!r}"
+            )
+        if not self.uses_vice:
+            if self.goal_examples:
+                raise ValueError("goal_examples are read only by agent 'vice' (--agent vice)")
+            return
+        if not (self.goal_examples or self.demos or self.num_demos):
+            raise ValueError(
+                "agent 'vice' trains its reward classifier on goal examples: give "
+                "--goal-examples PATH (an episode store of success frames), or --demos PATH / "
+                "--num-demos N (the final frames of their successful episodes)"
+            )
+
+    @property
+    def uses_vice(self) -> bool:
+        """Whether the agent is VICE (its learner steps need goal examples)."""
+        return self.agent == "vice" or isinstance(self._preset(), VICEConfig)
+
+    @property
+    def chunked(self) -> bool:
+        """Whether the run's envs are wrapped in Chunking (stacks and/or action chunks)."""
+        return self.obs_horizon > 1 or self.act_exec_horizon > 1
 
     @property
     def agent_config(self) -> AgentConfig:
         """The agent's hyperparameters: the preset with `agent_overrides` applied."""
         preset = get_preset(self.preset or DEFAULT_PRESET[self.agent])
-        # JSON turns tuples into lists; the frozen configs must stay hashable
-        overrides = {k: _tuples(v) for k, v in self.agent_overrides.items()}
         try:
-            return dataclasses.replace(preset, **overrides)
+            return _replace(preset, self.agent_overrides)
         except TypeError as e:
             raise ValueError(f"agent_overrides: {e}") from e
 
@@ -115,6 +161,18 @@ def _tuples(value: Any) -> Any:
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
+def _replace(config: Any, overrides: dict[str, Any]) -> Any:
+    """`config` with `overrides` applied; a dict changes the fields of a nested config."""
+    values = {}
+    for name, value in overrides.items():
+        inner = getattr(config, name, None)
+        if isinstance(value, dict) and dataclasses.is_dataclass(inner):
+            values[name] = _replace(inner, value)
+        else:  # JSON turns tuples into lists; the frozen configs must stay hashable
+            values[name] = _tuples(value)
+    return dataclasses.replace(config, **values)
+
+
 # The recommended recipe per env id: what `serl train ENV_ID` runs with no other flags.
 RECIPES: dict[str, dict[str, Any]] = {
     "serl/PandaPickCube-v0": {
@@ -144,7 +202,11 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 def recipe(env_id: str, resume: bool = False, **overrides: Any) -> TrainConfig:
     """The recommended config for an env id, with explicit overrides (None means unset)."""
-    values = {**RECIPES.get(env_id, {}), **{k: v for k, v in overrides.items() if v is not None}}
+    base = dict(RECIPES.get(env_id, {}))
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given.get("agent", base.get("agent")) != base.get("agent") and "preset" not in given:
+        base.pop("preset", None)  # the recipe's preset is its own agent's: use the agent's default
+    values = {**base, **given}
     if "run_dir" not in values:
         values["run_dir"] = default_run_dir(
             env_id, values.get("agent", "sac"), values.get("seed", 0), resume

@@ -14,9 +14,9 @@ from gymnasium import spaces
 from gymnasium.wrappers import RescaleAction
 
 import serl.envs  # noqa: F401  (registers the serl/ ids)
-from serl.data import Schema
+from serl.data import Episode, Schema, stack_frames
 from serl.envs import SimHumanRules, SimulatedHuman
-from serl.wrappers import InterventionWrapper, control_period
+from serl.wrappers import Chunking, InterventionWrapper, control_period
 from serl.wrappers.observations import DictObservation
 
 
@@ -47,6 +47,57 @@ def env_schema(env: gym.Env) -> Schema:
         for key, space in obs_space.spaces.items()
     }
     return Schema.create(observations, env.action_space.shape)
+
+
+def chunk_env(env: gym.Env, obs_horizon: int = 1, act_exec_horizon: int = 1) -> gym.Env:
+    """`env` under Chunking when either horizon is > 1; otherwise `env` itself."""
+    if obs_horizon == 1 and act_exec_horizon == 1:
+        return env
+    return Chunking(env, obs_horizon, act_exec_horizon)
+
+
+def frame_schema(schema: Schema, obs_horizon: int) -> Schema:
+    """The per-frame schema of a chunked env's schema: each key's leading time axis dropped."""
+    if obs_horizon == 1:
+        return schema
+    observations = {k: (s.shape[1:], s.dtype) for k, s in schema.observations}
+    return Schema.create(observations, schema.action_shape)
+
+
+def chunk_episode(episode: Episode, obs_horizon: int, act_exec_horizon: int) -> Episode:
+    """A per-env-step episode as Chunking would have delivered it, executing the same actions.
+
+    Agent step j runs env steps jK .. jK+K-1 (fewer at the episode's end); its action is their
+    actions flattened, a cut-short last chunk padded by repeating its last action (the env
+    never executes the padding); rewards are summed; observations are stacks of the frames at
+    agent-step boundaries, padded with the reset frame.
+    """
+    k = act_exec_horizon
+    if obs_horizon == 1 and k == 1:
+        return episode
+    n = len(episode)
+    starts = np.arange(0, n, k)
+    ends = np.minimum(starts + k, n)
+    steps = np.minimum(starts[:, None] + np.arange(k)[None, :], ends[:, None] - 1)
+    frames = np.append(starts, n)
+    return Episode(
+        observations={
+            key: stack_frames(v[frames], obs_horizon) for key, v in episode.observations.items()
+        },
+        actions=episode.actions[steps].reshape(len(starts), -1),
+        rewards=np.add.reduceat(episode.rewards.astype(np.float64), starts).astype(np.float32),
+        terminated=episode.terminated[ends - 1],
+        truncated=episode.truncated[ends - 1],
+    )
+
+
+def check_intervention_chunks(kind: str, act_exec_horizon: int) -> None:
+    """Refuse interventions under action chunks: a person replaces single env actions."""
+    if kind != "none" and act_exec_horizon > 1:
+        raise ValueError(
+            f"intervention ({kind}) replaces single env actions: it cannot run with action "
+            f"chunks (act_exec_horizon {act_exec_horizon}); use act_exec_horizon 1"
+        )
 
 
 INTERVENERS = ("none", "sim", "spacemouse", "gamepad", "keyboard")
@@ -96,7 +147,10 @@ def wrap_intervention(env: gym.Env, cfg: InterventionConfig, seed: int) -> gym.E
         from serl.robot.teleop import DeviceIntervener, make_device  # the robot stack: lazily
 
         intervener = DeviceIntervener(
-            make_device(cfg.kind), int(np.prod(env.action_space.shape)), control_period(env),
-            hold_s=cfg.hold_s, scale=cfg.action_scale,
+            make_device(cfg.kind),
+            int(np.prod(env.action_space.shape)),
+            control_period(env),
+            hold_s=cfg.hold_s,
+            scale=cfg.action_scale,
         )
     return InterventionWrapper(env, intervener)

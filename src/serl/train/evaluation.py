@@ -11,7 +11,7 @@ from serl.agents.actor import eval_actions
 from serl.train.actor import evaluate
 from serl.train.checkpoints import latest_checkpoint, load_checkpoint
 from serl.train.config import TrainConfig
-from serl.train.envs import make_env
+from serl.train.envs import chunk_env, make_env
 from serl.train.reports import write_video
 
 EVAL_SEED = 20_000_000  # seeds no actor trains or evaluates on
@@ -30,20 +30,31 @@ def evaluate_run(
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
         return eval_actions(agent, obs)
 
-    env = make_env(cfg.env_id)
+    env = run_env(cfg)
     result = evaluate(env, act, episodes, seed=EVAL_SEED)
     env.close()
     if video is not None:
-        write_video(_video_frames(cfg.env_id, act, video_episodes), video)
-    return {**result, "episodes": episodes, "checkpoint": checkpoint.name,
-            "updates": meta["updates"], "env_steps": meta["env_steps"]}
+        write_video(_video_frames(cfg, act, video_episodes), video)
+    return {
+        **result,
+        "episodes": episodes,
+        "checkpoint": checkpoint.name,
+        "updates": meta["updates"],
+        "env_steps": meta["env_steps"],
+    }
 
 
-def _video_frames(env_id: str, act: Any, episodes: int) -> list[np.ndarray]:
+def run_env(cfg: TrainConfig, **kwargs: Any) -> Any:
+    """The env a run's policy acts in (chunked like its training env)."""
+    env = make_env(cfg.env_id, **{**cfg.env_kwargs, **kwargs})
+    return chunk_env(env, cfg.obs_horizon, cfg.act_exec_horizon)
+
+
+def _video_frames(cfg: TrainConfig, act: Any, episodes: int) -> list[np.ndarray]:
     try:
-        env = make_env(env_id, render_mode="rgb_array")
+        env = run_env(cfg, render_mode="rgb_array")
     except Exception as e:  # e.g. an env whose renderer needs an uninstalled package
-        raise RuntimeError(f"{env_id} cannot render video frames: {e}") from e
+        raise RuntimeError(f"{cfg.env_id} cannot render video frames: {e}") from e
     frames = []
     for i in range(episodes):
         obs, _ = env.reset(seed=EVAL_SEED + i)

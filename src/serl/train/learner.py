@@ -10,6 +10,7 @@ steps per online env step; actors, in turn, wait when they run ahead of the lear
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -23,16 +24,17 @@ from typing import Any
 import jax
 import numpy as np
 
+from serl.agents import VICEState
 from serl.agents import api as agents
 from serl.agents.checkpoint import leaf_hashes
 from serl.data import (
+    Episode,
     EpisodeBuilder,
     EpisodeStore,
     FrameReplayBuffer,
     MixedSampler,
     ReplayBuffer,
     Schema,
-    load_episodes,
     step_runs,
 )
 from serl.data.replay import Buffer
@@ -40,7 +42,7 @@ from serl.distributed import LearnerServer, Transitions, schema_hash
 from serl.train.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from serl.train.config import TrainConfig
 from serl.train.demos import with_observation_norm
-from serl.train.envs import env_schema, make_env
+from serl.train.envs import chunk_env, chunk_episode, env_schema, frame_schema, make_env
 from serl.train.reports import append_episode_row, append_eval_row, plot_intervention_rate
 
 log = logging.getLogger(__name__)
@@ -63,13 +65,93 @@ def transport_schema_hash(schema: Schema) -> str:
 
 
 def make_buffer(schema: Schema, cfg: TrainConfig) -> Buffer:
-    """Frame-once buffer (optionally JPEG) for camera observations, a ring buffer otherwise."""
+    """Frame-once buffer (optionally JPEG) for camera observations, a ring buffer otherwise;
+    `schema` is per frame, the buffer stacks `cfg.obs_horizon` of them."""
     if schema.image_keys:
         jpeg = schema.image_keys if cfg.jpeg_quality else ()
         return FrameReplayBuffer(
-            schema, cfg.replay_capacity, jpeg_keys=jpeg, jpeg_quality=cfg.jpeg_quality or 90
+            schema, cfg.replay_capacity, cfg.obs_horizon, jpeg_keys=jpeg,
+            jpeg_quality=cfg.jpeg_quality or 90,
         )
-    return ReplayBuffer(schema, cfg.replay_capacity)
+    return ReplayBuffer(schema, cfg.replay_capacity, cfg.obs_horizon)
+
+
+def add_episode(buffer: Buffer, episode: Episode) -> None:
+    """Insert an episode in the run's layout (frames are stacks when the buffer stacks)."""
+    if buffer.obs_horizon == 1:
+        buffer.insert_episode(episode)
+    else:  # consecutive stacks share frames: the frame-once buffer stores each one once
+        buffer.insert_many(**episode.transitions())
+
+
+def tile_obs_norm(norm: tuple, obs_horizon: int) -> tuple:
+    """Per-frame standardisation constants repeated for every frame of a stack."""
+    if obs_horizon == 1:
+        return norm
+    # every slot of a stack sees the same states, so the per-frame statistics apply to each
+    return tuple((key, mean * obs_horizon, std * obs_horizon) for key, mean, std in norm)
+
+
+def observation_norm_for(cfg: TrainConfig) -> TrainConfig:
+    """`with_observation_norm` for the run's layout (demo stores hold single frames)."""
+    resolved = with_observation_norm(cfg)
+    if resolved is cfg or cfg.obs_horizon == 1:
+        return resolved
+    norm = tile_obs_norm(resolved.agent_overrides["obs_norm"], cfg.obs_horizon)
+    return dataclasses.replace(resolved, agent_overrides={**resolved.agent_overrides,
+                                                          "obs_norm": norm})
+
+
+def is_success(episode: Episode, attrs: dict[str, Any]) -> bool:
+    """An episode's recorded success (else: whether it ended by termination)."""
+    return bool(attrs.get("success", episode.terminated[-1]))
+
+
+def stride_stacks(frames: np.ndarray, obs_horizon: int, stride: int) -> np.ndarray:
+    """Stacks [L, T, ...] of frames `stride` env steps apart (an agent step of K env steps),
+    padded with the first frame; no time axis when T is 1."""
+    if obs_horizon == 1:
+        return frames
+    t = np.arange(len(frames))[:, None] + stride * np.arange(1 - obs_horizon, 1)[None, :]
+    return frames[np.maximum(t, 0)]
+
+
+def store_goal_examples(
+    path: str | Path, schema: Schema, keys: tuple[str, ...], obs_horizon: int, stride: int
+) -> dict[str, np.ndarray]:
+    """The positive frames of a per-frame episode store, stacked like the run's observations:
+    where an episode has `labels` (record-transitions) its 1s, otherwise all of its frames."""
+    specs = schema.obs_specs
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    with EpisodeStore.open(path) as store:
+        theirs = store.schema.obs_specs
+        bad = [k for k in keys if theirs.get(k) != specs[k]]
+        if bad:
+            raise ValueError(
+                f"{path}: goal examples need per-frame cameras {[(k, specs[k]) for k in bad]} "
+                f"(the env's), found {[(k, theirs.get(k)) for k in bad]}"
+            )
+        for i in range(len(store)):
+            episode, attrs = store[i], store.attrs(i)
+            labels = np.asarray(attrs.get("labels", np.ones(len(episode) + 1)), np.int64)
+            if len(labels) != len(episode) + 1:
+                raise ValueError(
+                    f"{path}: episode {i} has {len(labels)} labels for {len(episode) + 1} frames"
+                )
+            for k in keys:
+                stacks = stride_stacks(episode.observations[k], obs_horizon, stride)
+                parts[k].append(stacks[labels == 1])
+    if not sum(len(v) for v in parts[keys[0]]):
+        raise ValueError(f"{path}: no positive frames to use as goal examples")
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def sample_goals(
+    goals: dict[str, np.ndarray], n: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """`n` goal examples drawn uniformly with replacement (a fixed shape for the jitted step)."""
+    idx = rng.integers(0, len(next(iter(goals.values()))), size=n)
+    return {k: v[idx] for k, v in goals.items()}
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -83,7 +165,7 @@ class Learner:
     """One training run's learner: replay, agent, transport server, checkpoints and logs."""
 
     def __init__(self, cfg: TrainConfig, resume: bool = False) -> None:
-        cfg = with_observation_norm(cfg)
+        cfg = observation_norm_for(cfg)
         self.cfg = cfg
         self.run = cfg.path
         checkpoint = latest_checkpoint(self.run)
@@ -93,15 +175,21 @@ class Learner:
                 "continue it with --resume or choose another --run-dir"
             )
         cfg.save()
-        env = make_env(cfg.env_id)
+        raw = make_env(cfg.env_id, **cfg.env_kwargs)
+        self.raw_schema = env_schema(raw)  # one env step's: demo and goal stores
+        env = chunk_env(raw, cfg.obs_horizon, cfg.act_exec_horizon)
+        # What actors send and the replay store keeps (stacks when chunked); the buffers
+        # hold single frames and rebuild the stacks.
         self.schema = env_schema(env)
+        self.frame_schema = frame_schema(self.schema, cfg.obs_horizon)
         example_obs, _ = env.reset(seed=cfg.seed)
         action_dim = int(np.prod(env.action_space.shape))
         env.close()
         self.schema_hash = transport_schema_hash(self.schema)
 
-        self.buffer = make_buffer(self.schema, cfg)
+        self.buffer = make_buffer(self.frame_schema, cfg)
         # Demos, then (HIL-SERL) every intervened step as it arrives: the demo half of a batch.
+        self.demo_goals: list[dict[str, np.ndarray]] = []  # successful demos' final frames
         self.demo_buffer = self._load_demos()
         self.intervention_steps = 0
         self.sampler: Any = None
@@ -121,6 +209,7 @@ class Learner:
                 "checkpoint": checkpoint.name, "leaf_hashes": leaf_hashes(self.agent)})
         else:
             self.agent = agents.create(cfg.agent_config, example_obs, action_dim, cfg.seed)
+        self.goals = self._goal_examples() if isinstance(self.agent, VICEState) else None
         self.start_time = time.monotonic()
         self.stop = threading.Event()
         self.done_actors: dict[str, int] = {}  # actor id -> env steps it says it took
@@ -168,12 +257,38 @@ class Learner:
         demos = self.cfg.demos
         if not demos:
             return None
-        demo_buffer = make_buffer(self.schema, self.cfg)
+        cfg = self.cfg
+        demo_buffer = make_buffer(self.frame_schema, cfg)
         with EpisodeStore.open(demos) as store:
-            if store.schema != self.schema:
-                raise ValueError(f"{demos}: demo schema differs from {self.cfg.env_id}'s")
-            load_episodes(demo_buffer, store)
+            if store.schema != self.raw_schema:
+                raise ValueError(f"{demos}: demo schema differs from {cfg.env_id}'s")
+            for i in range(len(store)):
+                episode = chunk_episode(store[i], cfg.obs_horizon, cfg.act_exec_horizon)
+                add_episode(demo_buffer, episode)
+                if is_success(episode, store.attrs(i)):
+                    self.demo_goals.append({k: v[-1] for k, v in episode.observations.items()})
         return demo_buffer
+
+    def _goal_examples(self) -> dict[str, np.ndarray]:
+        """VICE's positives, all in memory: the goal store's, else the demos' final frames."""
+        cfg, keys = self.cfg, self.agent.classifier.spec.keys
+        if cfg.goal_examples:
+            return store_goal_examples(cfg.goal_examples, self.raw_schema, keys,
+                                       cfg.obs_horizon, cfg.act_exec_horizon)
+        if not self.demo_goals:
+            raise ValueError(
+                f"agent 'vice': none of the demos in {cfg.demos} succeeded, so they give no "
+                "goal examples; give --goal-examples PATH (an episode store of success frames)"
+            )
+        return {k: np.stack([g[k] for g in self.demo_goals]) for k in keys}
+
+    def sample(self, size: int) -> dict[str, Any]:
+        """A learner step's batch (VICE's with a goal minibatch of its classifier's size)."""
+        batch = dict(self.sampler.sample(size, self.rng))
+        if self.goals is not None:
+            n = self.agent.config.classifier.batch_size
+            batch["goal_observations"] = sample_goals(self.goals, n, self.rng)
+        return batch
 
     def _sampler(self) -> Any:
         if self.demo_buffer is None:
@@ -184,13 +299,13 @@ class Learner:
 
     def _insert(self, fragment: Any, intervened: Any) -> None:
         """Online buffer always; the intervened steps also to the demo buffer (HIL-SERL)."""
-        self.buffer.insert_episode(fragment)
+        add_episode(self.buffer, fragment)
         if len(intervened) == 0:
             return
         if self.demo_buffer is None:  # a run without demos: the first intervention starts one
-            self.demo_buffer = make_buffer(self.schema, self.cfg)
+            self.demo_buffer = make_buffer(self.frame_schema, self.cfg)
         for run in step_runs(fragment, intervened):
-            self.demo_buffer.insert_episode(run)
+            add_episode(self.demo_buffer, run)
         self.intervention_steps += len(intervened)
         if self.sampler is self.buffer:
             self.sampler = self._sampler()
@@ -263,7 +378,7 @@ class Learner:
                 if self.updates >= self.allowed_updates() or len(self.buffer) == 0:
                     self.stop.wait(0.005)
                     continue
-                batch = self.sampler.sample(sample_size, self.rng)
+                batch = self.sample(sample_size)
                 self.agent, metrics = agents.update(self.agent, batch)
                 self.updates += 1
                 if self.updates % cfg.publish_every == 0:
