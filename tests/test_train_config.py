@@ -45,3 +45,20 @@ def test_default_run_dirs_never_reuse_a_run_unless_resuming(tmp_path, monkeypatc
     assert second == first + "-2"
     (tmp_path / second).mkdir()
     assert default_run_dir("serl/PandaPickCube-v0", "sac", 0, resume=True) == second
+
+
+def test_run_side_files_round_trip_and_refuse_malformed_json(tmp_path) -> None:
+    from serl.train.classifier import RewardConfig
+    from serl.train.envs import InterventionConfig
+
+    assert InterventionConfig.load(tmp_path) == InterventionConfig()  # absent: the defaults
+    hil = InterventionConfig(kind="sim", sim_rules={"noise": 0.1})
+    assert hil.save(tmp_path).name == "intervention.json"
+    assert InterventionConfig.load(tmp_path) == hil
+    reward = RewardConfig(classifier="clf", threshold=0.8)
+    assert reward.save(tmp_path).name == "reward.json"
+    assert RewardConfig.load(tmp_path) == reward
+    for text in ('{"bogus": 1}', "{not json"):
+        (tmp_path / "reward.json").write_text(text)
+        with pytest.raises(ValueError, match=r"reward\.json: not a valid RewardConfig"):
+            RewardConfig.load(tmp_path)

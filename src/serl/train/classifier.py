@@ -15,13 +15,14 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from tqdm import tqdm
 
 from serl.agents import classifier as clf
 from serl.data import Episode, EpisodeStore
+from serl.train.config import RunFile
 from serl.train.demos import build_episode
 from serl.train.envs import env_schema, make_env
 
@@ -545,11 +546,10 @@ def learned_reward_env(
 
 # -- a run's learned reward -----------------------------------------------------------------
 
-REWARD_FILE = "reward.json"
 
 
 @dataclasses.dataclass(frozen=True)
-class RewardConfig:
+class RewardConfig(RunFile):
     """A run's learned reward, kept in RUN_DIR/reward.json beside config.json (actor-side).
 
     `classifier` names a saved classifier (None: the env's own reward); `threshold` None uses
@@ -557,26 +557,12 @@ class RewardConfig:
     dense variant, so that the classifier, not the simulator, ends episodes).
     """
 
+    FILE: ClassVar[str] = "reward.json"
     classifier: str | None = None
     threshold: float | None = None
     gripper_key: str | None = None
     gripper_threshold: float = 0.5
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def save(self, run_dir: Path) -> Path:
-        """Write RUN_DIR/reward.json."""
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / REWARD_FILE
-        path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, run_dir: Path) -> RewardConfig:
-        """RUN_DIR/reward.json, or the env's own reward when there is none."""
-        path = run_dir / REWARD_FILE
-        if not path.exists():
-            return cls()
-        return cls(**json.loads(path.read_text()))
 
     @classmethod
     def for_env(cls, env_id: str, classifier: str | Path, **kwargs: Any) -> RewardConfig:

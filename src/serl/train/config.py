@@ -7,7 +7,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from serl.agents import PRESETS, GripperSACConfig, VICEConfig, get_preset
 from serl.agents.api import AgentConfig
@@ -171,6 +171,30 @@ def _replace(config: Any, overrides: dict[str, Any]) -> Any:
         else:  # JSON turns tuples into lists; the frozen configs must stay hashable
             values[name] = _tuples(value)
     return dataclasses.replace(config, **values)
+
+
+class RunFile:
+    """Mixin for a frozen dataclass kept as one JSON file in a run directory (`FILE`)."""
+
+    FILE: ClassVar[str]
+
+    def save(self, run_dir: Path) -> Path:
+        """Write RUN_DIR/FILE."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / self.FILE
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, run_dir: Path) -> Self:
+        """RUN_DIR/FILE, or the defaults when there is none."""
+        path = run_dir / cls.FILE
+        if not path.exists():
+            return cls()
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise ValueError(f"{path}: not a valid {cls.__name__}: {e}") from e
 
 
 # The recommended recipe per env id: what `serl train ENV_ID` runs with no other flags.

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -16,6 +13,7 @@ from gymnasium.wrappers import RescaleAction
 import serl.envs  # noqa: F401  (registers the serl/ ids)
 from serl.data import Episode, Schema, stack_frames
 from serl.envs import SimHumanRules, SimulatedHuman
+from serl.train.config import RunFile
 from serl.wrappers import Chunking, InterventionWrapper, control_period
 from serl.wrappers.observations import DictObservation
 
@@ -101,17 +99,17 @@ def check_intervention_chunks(kind: str, act_exec_horizon: int) -> None:
 
 
 INTERVENERS = ("none", "sim", "spacemouse", "gamepad", "keyboard")
-INTERVENTION_FILE = "intervention.json"
 
 
 @dataclass(frozen=True)
-class InterventionConfig:
+class InterventionConfig(RunFile):
     """Who may intervene in a run's training episodes: nobody, the simulated human, a device.
 
     Kept in RUN_DIR/intervention.json beside config.json (an actor-side setting: the person
     sits at the actor's machine). `sim_rules` overrides `serl.envs.SimHumanRules` fields.
     """
 
+    FILE: ClassVar[str] = "intervention.json"
     kind: str = "none"
     hold_s: float = 0.5  # device interventions last this long after the last input
     action_scale: float = 0.3  # a device's full deflection, as a fraction of the action range
@@ -120,21 +118,6 @@ class InterventionConfig:
     def __post_init__(self) -> None:
         if self.kind not in INTERVENERS:
             raise ValueError(f"intervene: expected one of {INTERVENERS}, got {self.kind!r}")
-
-    def save(self, run_dir: Path) -> Path:
-        """Write RUN_DIR/intervention.json."""
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / INTERVENTION_FILE
-        path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, run_dir: Path) -> InterventionConfig:
-        """RUN_DIR/intervention.json, or no intervention when there is none."""
-        path = run_dir / INTERVENTION_FILE
-        if not path.exists():
-            return cls()
-        return cls(**json.loads(path.read_text()))
 
 
 def wrap_intervention(env: gym.Env, cfg: InterventionConfig, seed: int) -> gym.Env:
