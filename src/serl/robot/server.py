@@ -454,11 +454,19 @@ def create_app(backend: Backend, config: ServerConfig | None = None) -> FastAPI:
         service.require_no_fault()
         with service.commanding(arm=False):  # a move is a standing command: no watchdog
             end = backend.move(pos, quat, req.duration_s)
+        try:
+            await _settle(pos, quat, end)
+        finally:  # also when the client goes away mid-move: the watchdog guards again
+            service.touch()
+        return service.state()
+
+    async def _settle(pos: np.ndarray, quat: np.ndarray, end: float) -> None:
+        """Wait for the reference to arrive, then (bounded) for the arm to be at rest there.
+
+        The settle budget counts the robot's own clock: a simulation on a loaded machine runs
+        slower than the wall clock and needs more wall time (capped, for the client's deadline).
+        """
         await asyncio.sleep(max(0.0, end - time.monotonic()))
-        # The reference has arrived; the arm lags it by its error clip. Wait (bounded) until
-        # the arm is there too, so the caller's next observation starts from the pose. The
-        # budget counts the robot's own clock: a simulation on a loaded machine runs slower
-        # than the wall clock and needs more wall time to settle (capped, for the client).
         s = backend.state()
         settle_until = s.time + config.move_settle_s
         give_up = time.monotonic() + MOVE_SETTLE_WALL_FACTOR * config.move_settle_s
@@ -466,11 +474,9 @@ def create_app(backend: Backend, config: ServerConfig | None = None) -> FastAPI:
             if s.time > settle_until or time.monotonic() > give_up:
                 off = float(np.linalg.norm(s.position - pos))
                 log.warning("move: arm still %.1f mm from the target after settling", 1e3 * off)
-                break
+                return
             await asyncio.sleep(0.01)
             s = backend.state()
-        service.touch()
-        return service.state()
 
     @app.post("/hold", response_model=StateModel, dependencies=auth, responses={401: ERRORS[401]})
     async def hold() -> dict[str, object]:
