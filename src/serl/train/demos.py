@@ -48,12 +48,17 @@ def observation_norm(store_path: str | Path, min_std: float = 1e-2) -> tuple:
     the agent's input standardisation, so a few millimetres of gripper-to-cube distance are a
     visible change to the networks rather than a rounding error on absolute positions."""
     with EpisodeStore.open(store_path) as store:
-        skip = set(store.schema.image_keys)
-        parts: dict[str, list[np.ndarray]] = {}
-        for i in range(len(store)):
-            for key, value in store[i].observations.items():
-                if key not in skip:
-                    parts.setdefault(key, []).append(np.reshape(value, (len(value), -1)))
+        episodes = [store[i] for i in range(len(store))]
+        return episodes_norm(episodes, store.schema.image_keys, min_std)
+
+
+def episodes_norm(episodes: list[Episode], image_keys: Any, min_std: float = 1e-2) -> tuple:
+    """`observation_norm` of episodes in memory (keys in `image_keys` are left out)."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for episode in episodes:
+        for key, value in episode.observations.items():
+            if key not in image_keys:
+                parts.setdefault(key, []).append(np.reshape(value, (len(value), -1)))
     norm = []
     for key in sorted(parts):
         x = np.concatenate(parts[key]).astype(np.float64)
