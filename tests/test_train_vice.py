@@ -9,14 +9,14 @@ import pytest
 
 from serl.agents import vice
 from serl.cli import main
-from serl.data import Episode, EpisodeStore
+from serl.data import Episode, EpisodeStore, stack_frames
 from serl.envs import make_expert
 from serl.train.checkpoints import latest_checkpoint, load_checkpoint
 from serl.train.config import TrainConfig, recipe
 from serl.train.demos import rollout_episode
 from serl.train.envs import env_schema, make_env
 from serl.train.launcher import train
-from serl.train.learner import sample_goals, store_goal_examples, stride_stacks
+from serl.train.learner import sample_goals, store_goal_examples
 from serl.train.reports import read_eval_csv
 
 VISION = "serl/PandaPickCubeVision-v0"
@@ -87,9 +87,9 @@ def test_nested_overrides_change_fields_of_inner_configs() -> None:
 
 def test_goal_stacks_space_frames_one_agent_step_apart() -> None:
     frames = np.arange(6)[:, None]
-    assert stride_stacks(frames, 1, 2) is frames
+    assert stack_frames(frames, 1, 2) is frames
     np.testing.assert_array_equal(
-        stride_stacks(frames, 3, 2)[:, :, 0],
+        stack_frames(frames, 3, 2)[:, :, 0],
         [[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 1, 3], [0, 2, 4], [1, 3, 5]],
     )
 

@@ -239,14 +239,15 @@ def check_episode(schema: Schema, episode: Episode) -> Episode:
     return ep
 
 
-def stack_frames(frames: np.ndarray, obs_horizon: int) -> np.ndarray:
-    """Frame stacks [L, T, ...] of an episode's frames [L, ...], padded with the first frame.
+def stack_frames(frames: np.ndarray, obs_horizon: int, stride: int = 1) -> np.ndarray:
+    """Frame stacks [L, T, ...] of an episode's frames [L, ...], padded with the first frame;
+    the frames of a stack lie `stride` apart (an agent step of `stride` env steps).
 
     With T == 1 the frames are returned unchanged (no time axis), matching the batch contract.
     """
     if obs_horizon == 1:
         return frames
-    t = np.arange(len(frames))[:, None] + np.arange(1 - obs_horizon, 1)[None, :]
+    t = np.arange(len(frames))[:, None] + stride * np.arange(1 - obs_horizon, 1)[None, :]
     return frames[np.maximum(t, 0)]
 
 

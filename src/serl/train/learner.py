@@ -35,6 +35,7 @@ from serl.data import (
     MixedSampler,
     ReplayBuffer,
     Schema,
+    stack_frames,
     step_runs,
 )
 from serl.data.replay import Buffer
@@ -107,15 +108,6 @@ def is_success(episode: Episode, attrs: dict[str, Any]) -> bool:
     return bool(attrs.get("success", episode.terminated[-1]))
 
 
-def stride_stacks(frames: np.ndarray, obs_horizon: int, stride: int) -> np.ndarray:
-    """Stacks [L, T, ...] of frames `stride` env steps apart (an agent step of K env steps),
-    padded with the first frame; no time axis when T is 1."""
-    if obs_horizon == 1:
-        return frames
-    t = np.arange(len(frames))[:, None] + stride * np.arange(1 - obs_horizon, 1)[None, :]
-    return frames[np.maximum(t, 0)]
-
-
 def store_goal_examples(
     path: str | Path, schema: Schema, keys: tuple[str, ...], obs_horizon: int, stride: int
 ) -> dict[str, np.ndarray]:
@@ -139,7 +131,7 @@ def store_goal_examples(
                     f"{path}: episode {i} has {len(labels)} labels for {len(episode) + 1} frames"
                 )
             for k in keys:
-                stacks = stride_stacks(episode.observations[k], obs_horizon, stride)
+                stacks = stack_frames(episode.observations[k], obs_horizon, stride)
                 parts[k].append(stacks[labels == 1])
     if not sum(len(v) for v in parts[keys[0]]):
         raise ValueError(f"{path}: no positive frames to use as goal examples")
