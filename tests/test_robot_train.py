@@ -4,6 +4,7 @@ FrankaEnv talking HTTP to a robot server whose sim backend runs the peg-insertio
 from __future__ import annotations
 
 import pytest
+from train_helpers import SHORT_RUN
 
 from serl.robot.backends.sim import SimBackend
 from serl.robot.server import ServerConfig, ServerThread, create_app
@@ -32,14 +33,8 @@ def test_a_short_drq_run_on_the_simulated_peg_insertion_writes_eval_csv(tmp_path
             env_kwargs={"server_url": server.url, "image_size": [32, 32],
                         "max_episode_steps": 15, "reset_duration_s": 0.3},
             agent_overrides=TINY_DRQ,
-            env_steps=40,
-            random_steps=10,
-            training_starts=10,
-            updates_per_env_step=0.5,
-            eval_every=40,
-            eval_episodes=1,
             checkpoint_every=10,
-            pace_slack=20,
+            **SHORT_RUN,
         )
         assert train(cfg, video=False) == 0
     finally:

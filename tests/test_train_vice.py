@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from train_helpers import SHORT_RUN
 
 from serl.agents import vice
 from serl.cli import main
@@ -147,15 +148,9 @@ def test_a_short_vice_vision_run_trains_logs_and_checkpoints_its_classifier(tmp_
         env_kwargs={**SMALL, "max_episode_steps": 10},
         obs_horizon=2,
         agent_overrides=TINY_VICE,
-        env_steps=40,
-        random_steps=10,
-        training_starts=10,
-        updates_per_env_step=0.5,
-        eval_every=40,
-        eval_episodes=1,
         checkpoint_every=5,
         log_every=5,
-        pace_slack=20,
+        **SHORT_RUN,
     )
     assert train(cfg, video=False) == 0
     rows = read_eval_csv(cfg.path / "eval.csv")
