@@ -4,21 +4,13 @@ FrankaEnv talking HTTP to a robot server whose sim backend runs the peg-insertio
 from __future__ import annotations
 
 import pytest
-from train_helpers import SHORT_RUN
+from train_helpers import SHORT_RUN, TINY_DRQ
 
 from serl.robot.backends.sim import SimBackend
 from serl.robot.server import ServerConfig, ServerThread, create_app
 from serl.train.config import TrainConfig
 from serl.train.launcher import train
 from serl.train.reports import read_eval_csv
-
-TINY_DRQ = {
-    "hidden_dims": [16, 16],
-    "num_qs": 2,
-    "batch_size": 8,
-    "critic_actor_ratio": 1,
-    "encoder": {"bottleneck_dim": 8, "proprio_dim": 8},
-}
 
 
 @pytest.mark.timeout(300)

@@ -9,7 +9,7 @@ import pytest
 from serl.cli import main
 from serl.data import EpisodeStore, FrameReplayBuffer, ReplayBuffer
 from serl.train.config import TrainConfig, recipe
-from serl.train.demos import rollout_episode
+from serl.train.demos import rollout_episode, tile_obs_norm
 from serl.train.envs import (
     check_intervention_chunks,
     chunk_env,
@@ -20,7 +20,7 @@ from serl.train.envs import (
 )
 from serl.train.evaluation import evaluate_run
 from serl.train.launcher import train
-from serl.train.learner import add_episode, tile_obs_norm
+from serl.train.learner import add_episode
 from serl.train.reports import read_eval_csv
 
 T, K = 3, 2

@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from train_helpers import SHORT_RUN
+from train_helpers import SHORT_RUN, TINY_DRQ
 
 from serl.agents import vice
 from serl.cli import main
@@ -23,11 +23,7 @@ from serl.train.reports import read_eval_csv
 VISION = "serl/PandaPickCubeVision-v0"
 SMALL = {"image_size": 32}
 TINY_VICE = {
-    "hidden_dims": [16, 16],
-    "num_qs": 2,
-    "batch_size": 8,
-    "critic_actor_ratio": 1,
-    "encoder": {"bottleneck_dim": 8, "proprio_dim": 8},
+    **TINY_DRQ,
     # no mixup or gradient penalty: they double the compile time (test_vice covers them)
     "classifier": {
         "batch_size": 8,

@@ -1,4 +1,13 @@
-"""Settings shared by the tests that run a whole (tiny) `serl train`: 40 env steps, one eval."""
+"""Settings shared by the tests that run a whole tiny `serl train` (a DrQ, 40 env steps)."""
+
+# a DrQ small enough to compile and step in seconds
+TINY_DRQ = {
+    "hidden_dims": [16, 16],
+    "num_qs": 2,
+    "batch_size": 8,
+    "critic_actor_ratio": 1,
+    "encoder": {"bottleneck_dim": 8, "proprio_dim": 8},
+}
 
 SHORT_RUN = {
     "env_steps": 40,

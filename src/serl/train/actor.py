@@ -84,23 +84,9 @@ class Actor:
         # the run's learned reward (RUN_DIR/reward.json), if any: rewards and ends episodes
         self.reward = RewardConfig.load(cfg.path)
         check_intervention_chunks(self.intervention.kind, cfg.act_exec_horizon)
-        # Chunking outermost: the reward, its episode ends and a person all act per env step
-        self.env = chunk_env(
-            wrap_intervention(
-                make_reward_env(cfg.env_id, self.reward, **cfg.env_kwargs),
-                self.intervention,
-                seed=cfg.seed * 1000 + index + start_step,
-            ),
-            cfg.obs_horizon,
-            cfg.act_exec_horizon,
-        )
-        self.eval_env = None
-        if index == 0:
-            self.eval_env = chunk_env(
-                make_reward_env(cfg.env_id, self.reward, **cfg.env_kwargs),
-                cfg.obs_horizon,
-                cfg.act_exec_horizon,
-            )
+        seed = cfg.seed * 1000 + index + start_step
+        self.env = self._make_env(self.intervention, seed)
+        self.eval_env = self._make_env(InterventionConfig(), seed) if index == 0 else None
         schema = env_schema(self.env)
         example, _ = self.env.reset(seed=cfg.seed)
         self.spec = AgentSpec.from_example(example, int(np.prod(self.env.action_space.shape)))
@@ -113,6 +99,14 @@ class Actor:
         self.key = jax.random.PRNGKey(cfg.seed * 1000 + index)
         self.env.action_space.seed(cfg.seed * 1000 + index)
         self.stopped = False
+
+    def _make_env(self, intervention: InterventionConfig, seed: int) -> gym.Env:
+        """The run's env with its reward and intervener, Chunking outermost (the reward, its
+        episode ends and a person all act per env step)."""
+        cfg = self.cfg
+        env = make_reward_env(cfg.env_id, self.reward, **cfg.env_kwargs)
+        return chunk_env(wrap_intervention(env, intervention, seed), cfg.obs_horizon,
+                         cfg.act_exec_horizon)
 
     def refresh_policy(self) -> None:
         """Adopt the newest parameters the client has received, if any are newer."""

@@ -547,7 +547,6 @@ def learned_reward_env(
 # -- a run's learned reward -----------------------------------------------------------------
 
 
-
 @dataclasses.dataclass(frozen=True)
 class RewardConfig(RunFile):
     """A run's learned reward, kept in RUN_DIR/reward.json beside config.json (actor-side).

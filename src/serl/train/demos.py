@@ -67,13 +67,27 @@ def episodes_norm(episodes: list[Episode], image_keys: Any, min_std: float = 1e-
     return tuple(norm)
 
 
+def tile_obs_norm(norm: tuple, obs_horizon: int) -> tuple:
+    """Per-frame standardisation constants repeated for every frame of a stack."""
+    if obs_horizon == 1:
+        return norm
+    # every slot of a stack sees the same states, so the per-frame statistics apply to each
+    return tuple((key, mean * obs_horizon, std * obs_horizon) for key, mean, std in norm)
+
+
 def with_observation_norm(cfg: TrainConfig) -> TrainConfig:
     """`cfg` with the demos' observation statistics in its agent overrides, when it asks for
-    them, has demos, and has none yet (a resumed run keeps the ones it started with)."""
+    them, has demos, and has none yet (a resumed run keeps the ones it started with); tiled
+    for stacked observations (demo stores hold single frames)."""
     if not (cfg.normalize_observations and cfg.demos) or "obs_norm" in cfg.agent_overrides:
         return cfg
-    overrides = {**cfg.agent_overrides, "obs_norm": observation_norm(cfg.demos)}
-    return dataclasses.replace(cfg, agent_overrides=overrides)
+    norm = tile_obs_norm(observation_norm(cfg.demos), cfg.obs_horizon)
+    return dataclasses.replace(cfg, agent_overrides={**cfg.agent_overrides, "obs_norm": norm})
+
+
+def is_success(episode: Episode, attrs: dict[str, Any]) -> bool:
+    """A stored episode's recorded success (else: whether it ended by termination)."""
+    return bool(attrs.get("success", episode.terminated[-1]))
 
 
 def rollout_episode(env: Any, policy: Any, seed: int) -> tuple[Episode, bool]:
@@ -323,7 +337,7 @@ def summarize_demos(path: Path) -> dict[str, Any]:
             attrs = store.attrs(index)
             lengths.append(len(episode))
             returns.append(float(episode.rewards.sum()))
-            successes.append(bool(attrs.get("success", episode.terminated[-1])))
+            successes.append(is_success(episode, attrs))
             experts[str(attrs.get("expert", "unknown"))] += 1
             envs[str(attrs.get("env_id", "unknown"))] += 1
         schema = store.schema

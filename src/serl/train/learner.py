@@ -10,7 +10,6 @@ steps per online env step; actors, in turn, wait when they run ahead of the lear
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -42,7 +41,7 @@ from serl.data.replay import Buffer
 from serl.distributed import LearnerServer, Transitions, schema_hash
 from serl.train.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from serl.train.config import TrainConfig
-from serl.train.demos import with_observation_norm
+from serl.train.demos import is_success, with_observation_norm
 from serl.train.envs import chunk_env, chunk_episode, env_schema, frame_schema, make_env
 from serl.train.reports import append_episode_row, append_eval_row, plot_intervention_rate
 
@@ -83,29 +82,6 @@ def add_episode(buffer: Buffer, episode: Episode) -> None:
         buffer.insert_episode(episode)
     else:  # consecutive stacks share frames: the frame-once buffer stores each one once
         buffer.insert_many(**episode.transitions())
-
-
-def tile_obs_norm(norm: tuple, obs_horizon: int) -> tuple:
-    """Per-frame standardisation constants repeated for every frame of a stack."""
-    if obs_horizon == 1:
-        return norm
-    # every slot of a stack sees the same states, so the per-frame statistics apply to each
-    return tuple((key, mean * obs_horizon, std * obs_horizon) for key, mean, std in norm)
-
-
-def observation_norm_for(cfg: TrainConfig) -> TrainConfig:
-    """`with_observation_norm` for the run's layout (demo stores hold single frames)."""
-    resolved = with_observation_norm(cfg)
-    if resolved is cfg or cfg.obs_horizon == 1:
-        return resolved
-    norm = tile_obs_norm(resolved.agent_overrides["obs_norm"], cfg.obs_horizon)
-    return dataclasses.replace(resolved, agent_overrides={**resolved.agent_overrides,
-                                                          "obs_norm": norm})
-
-
-def is_success(episode: Episode, attrs: dict[str, Any]) -> bool:
-    """An episode's recorded success (else: whether it ended by termination)."""
-    return bool(attrs.get("success", episode.terminated[-1]))
 
 
 def store_goal_examples(
@@ -157,7 +133,7 @@ class Learner:
     """One training run's learner: replay, agent, transport server, checkpoints and logs."""
 
     def __init__(self, cfg: TrainConfig, resume: bool = False) -> None:
-        cfg = observation_norm_for(cfg)
+        cfg = with_observation_norm(cfg)
         self.cfg = cfg
         self.run = cfg.path
         checkpoint = latest_checkpoint(self.run)
