@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import multiprocessing
 import statistics
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from common import RESULTS, write_result
 
@@ -48,7 +50,7 @@ def intervention_rate_over_time(episodes_csv: Path, bin_steps: int) -> list[list
     return [[end, round(statistics.mean(v), 4)] for end, v in sorted(bins.items())]
 
 
-def run(condition: str, seed: int, out: Path, overrides: dict[str, int]) -> dict[str, object]:
+def run(condition: str, seed: int, out: Path, overrides: dict[str, Any]) -> dict[str, object]:
     """Train one seed of one condition and summarise it."""
     run_dir = out / condition / f"seed{seed}"
     cfg = recipe(
@@ -88,12 +90,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/bench_hil_pick_cube"))
+    parser.add_argument("--agent-overrides", type=json.loads, default={},
+                        help="""JSON of preset fields to change ('{"bc_q_filter": true}')""")
+    parser.add_argument("--name", default="hil_pick_cube", help="bench/results/NAME.json and .png")
     parser.add_argument("--quick", action="store_true", help="one seed, 2,000 env steps each")
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs at once (the figures are env steps, not wall time)")
     args = parser.parse_args()
     seeds = args.seeds[:1] if args.quick else args.seeds
-    overrides = {"env_steps": 2_000, "eval_every": 1_000, "eval_episodes": 5} if args.quick else {}
+    overrides: dict[str, Any] = {"agent_overrides": args.agent_overrides}
+    if args.quick:
+        overrides.update(env_steps=2_000, eval_every=1_000, eval_episodes=5)
     jobs = [(c, s) for s in seeds for c in CONDITIONS]
     context = multiprocessing.get_context("spawn")  # JAX and fork do not mix
     with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
@@ -105,23 +112,24 @@ def main() -> None:
 
     plot_learning_curves(
         {f"{c} s{r['seed']}": r["evaluations"] for c, runs in results.items() for r in runs},
-        RESULTS / "hil_pick_cube.png",
+        RESULTS / f"{args.name}.png",
     )
     rates = {f"seed {r['seed']}": r["intervention_rate"] for r in results["demos_interventions"]}
     if any(rates.values()):
         plot_series(
             {name: ([p[0] for p in pts], [p[1] for p in pts]) for name, pts in rates.items()},
-            RESULTS / "hil_pick_cube_interventions.png",
+            RESULTS / f"{args.name}_interventions.png",
             ylabel="intervention rate",
         )
     medians = {c: median_steps(runs) for c, runs in results.items()}
     inf = float("inf")
     a, b, c = (medians[k] if medians[k] is not None else inf for k in CONDITIONS)
     write_result(
-        "hil_pick_cube",
+        args.name,
         {
             "env_id": "serl/PandaPickCube-v0",
             "quick": args.quick,
+            "agent_overrides": args.agent_overrides,
             "seeds": seeds,
             "target_success": TARGET_SUCCESS,
             "median_env_steps_to_90": medians,

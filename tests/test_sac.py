@@ -143,6 +143,20 @@ def test_q_filtered_bc_pulls_the_policy_mode_toward_stored_actions(cfg):
     assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0], losses
 
 
+def test_bc_q_filter_lets_the_critic_veto_demo_rows(cfg):
+    n = cfg.batch_size
+    batch = random_batch(STATE_OBS, n, seed=0)
+    batch["demo"] = (np.arange(n) < 3 * n // 4).astype(np.float32)  # 3/4 of the rows are demos
+
+    def cloned(q_filter):
+        c = dataclasses.replace(cfg, bc_weight=1.0, bc_q_filter=q_filter)
+        _, m = sac_mod.update_actor_temperature(create(c, STATE_OBS, ACTION_DIM, seed=0), batch)
+        return float(m["actor/bc_cloned"])
+
+    assert cloned(False) == 0.75  # every demo row
+    assert 0.0 < cloned(True) < 0.75  # the ones the (random) critic rates above the policy's
+
+
 def test_target_params_move_by_exactly_tau(cfg):
     state = create(cfg, STATE_OBS, ACTION_DIM, seed=0)
     state, _ = update(state, random_batch(STATE_OBS, cfg.sample_size, seed=0))  # target != online

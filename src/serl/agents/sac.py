@@ -82,6 +82,7 @@ class SACConfig:
     critic_actor_ratio: int = 8
     actor_full_batch: bool = False
     bc_weight: float = 0.0
+    bc_q_filter: bool = False  # clone a demo row only where the critic rates its action higher
     encoder: EncoderConfig | None = None
     obs_norm: ObsNorm | None = None  # per-key standardisation, e.g. from the demos' statistics
 
@@ -307,28 +308,30 @@ def _actor_temperature_step(state: SACState, batch: Batch) -> tuple[SACState, di
         )
         return qs.mean(axis=0)
 
-    def actor_loss_fn(params: Params) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    def actor_loss_fn(params: Params) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         dist = nets.actor.apply({"params": params}, features, True)
         actions, log_probs = dist.sample_and_log_prob(seed=k_pi)
         q = q_value(actions)
         loss = jnp.mean(alpha * log_probs - q)
-        bc = jnp.zeros(())
+        bc, cloned = jnp.zeros(()), jnp.zeros(())
         if config.bc_weight > 0.0:
             # Behaviour cloning of the policy's mode toward the batch's demonstration rows (a
-            # "demo" mask from the data layer) or, without a mask, toward stored actions the
-            # critic rates above the policy's own (Q-filter).
-            if "demo" in batch:
-                keep = batch["demo"].astype(jnp.float32)
-            else:
-                keep = (q_value(batch["actions"]) > jax.lax.stop_gradient(q)).astype(jnp.float32)
+            # "demo" mask from the data layer), Q-filtered if configured: only rows whose action
+            # the critic rates above the policy's own. Without a mask, all rows, Q-filtered.
+            # The filter drops the labels a demonstrator with sharp switches (open / close)
+            # gives on either side of one, which a unimodal policy would average into neither.
+            demo = batch.get("demo")
+            keep = jnp.ones_like(q) if demo is None else demo.astype(jnp.float32)
+            if config.bc_q_filter or demo is None:
+                better = q_value(batch["actions"]) > jax.lax.stop_gradient(q)
+                keep = keep * better.astype(jnp.float32)
             err = jnp.sum((dist.mode() - batch["actions"]) ** 2, axis=-1)
             bc = jnp.sum(keep * err) / jnp.maximum(jnp.sum(keep), 1.0)
-            loss = loss + config.bc_weight * bc
-        return loss, (-jnp.mean(log_probs), bc)
+            loss, cloned = loss + config.bc_weight * bc, jnp.mean(keep)
+        return loss, (-jnp.mean(log_probs), bc, cloned)
 
-    (actor_loss, (entropy, bc_loss)), grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
-        state.actor.params
-    )
+    grad_fn = jax.value_and_grad(actor_loss_fn, has_aux=True)
+    (actor_loss, (entropy, bc_loss, bc_cloned)), grads = grad_fn(state.actor.params)
     actor, actor_ok = apply_if_finite(state.actor, grads, actor_loss, optax.adam(config.actor_lr))
 
     target_entropy = config.resolved_target_entropy(spec.action_dim)
@@ -348,6 +351,7 @@ def _actor_temperature_step(state: SACState, batch: Batch) -> tuple[SACState, di
         "actor/loss": actor_loss,
         "actor/entropy": entropy,
         "actor/bc_loss": bc_loss,
+        "actor/bc_cloned": bc_cloned,  # fraction of the batch's rows cloned
         "actor/grad_norm": optax.tree.norm(grads),
         "actor/skipped": 1 - actor_ok.astype(jnp.int32),
         "temperature/value": alpha,
