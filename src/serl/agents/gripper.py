@@ -36,6 +36,7 @@ from serl.agents.common import (
     as_float_batch,
     encode,
     polyak,
+    unrolled_scan,
 )
 from serl.agents.sac import SACConfig, SACState
 from serl.networks import MLP, GaussianPolicy, default_init
@@ -254,7 +255,7 @@ def update(state: GripperSACState, batch: Batch) -> tuple[GripperSACState, dict[
     state = state.replace(sac=sac_state)
     n, ratio = batch["rewards"].shape[0], state.config.critic_actor_ratio
     minibatches = jax.tree.map(lambda x: jnp.reshape(x, (ratio, n // ratio, *x.shape[1:])), batch)
-    state, grasp_metrics = jax.lax.scan(_grasp_step, state, minibatches)
+    state, grasp_metrics = unrolled_scan(_grasp_step, state, minibatches)
     metrics = {**metrics, **{k: jnp.mean(v) for k, v in grasp_metrics.items()}}
     metrics["grasp/skipped"] = jnp.sum(grasp_metrics["grasp/skipped"])
     return state, metrics

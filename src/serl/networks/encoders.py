@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from serl.networks.conv import patch_conv
 from serl.networks.mlp import default_init
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -79,6 +80,7 @@ class SmallCNN(nn.Module):
                 (self.stride, self.stride),
                 padding="VALID",
                 kernel_init=nn.initializers.kaiming_normal(),
+                conv_general_dilated=patch_conv,
                 name=f"conv{i}",
             )(x)
             x = nn.relu(x)
