@@ -3,13 +3,15 @@
 
 Writes bench/results/hil_pick_cube.json (env steps to 90% evaluation success, final success,
 intervention rate over time) and PNGs of the learning curves and of the intervention rate.
-Expected: (c) <= (b) < (a) in median env steps to 90%.
+Expected: (c) <= (b) < (a) in median env steps to 90%. All three use one agent preset,
+`sac_hil` by default (sac_demo with Q-filtered cloning, the preset for runs with interventions).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import multiprocessing
 import statistics
@@ -19,6 +21,7 @@ from typing import Any
 
 from common import RESULTS, write_result
 
+from serl.envs import SimHumanRules
 from serl.train.config import recipe
 from serl.train.envs import InterventionConfig
 from serl.train.launcher import train
@@ -90,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/bench_hil_pick_cube"))
+    parser.add_argument("--preset", default="sac_hil", help="the agent preset of every run")
     parser.add_argument("--agent-overrides", type=json.loads, default={},
                         help="""JSON of preset fields to change ('{"bc_q_filter": true}')""")
     parser.add_argument("--name", default="hil_pick_cube", help="bench/results/NAME.json and .png")
@@ -98,7 +102,7 @@ def main() -> None:
                         help="runs at once (the figures are env steps, not wall time)")
     args = parser.parse_args()
     seeds = args.seeds[:1] if args.quick else args.seeds
-    overrides: dict[str, Any] = {"agent_overrides": args.agent_overrides}
+    overrides: dict[str, Any] = {"preset": args.preset, "agent_overrides": args.agent_overrides}
     if args.quick:
         overrides.update(env_steps=2_000, eval_every=1_000, eval_episodes=5)
     jobs = [(c, s) for s in seeds for c in CONDITIONS]
@@ -129,7 +133,9 @@ def main() -> None:
         {
             "env_id": "serl/PandaPickCube-v0",
             "quick": args.quick,
+            "preset": args.preset,
             "agent_overrides": args.agent_overrides,
+            "sim_human_rules": dataclasses.asdict(SimHumanRules()),
             "seeds": seeds,
             "target_success": TARGET_SUCCESS,
             "median_env_steps_to_90": medians,

@@ -48,6 +48,13 @@ def test_a_stalled_policy_is_taken_over_then_handed_back() -> None:
     assert human.reason == "stall" and human.takeovers >= 1
 
 
+def test_by_default_the_human_sees_the_task_through() -> None:
+    flags, _, human = episode(idle)
+    first = int(np.argmax(flags))
+    assert first == 20 and flags[first:].all()  # in control to the episode's end
+    assert human.takeovers == 1 and human.env.block_pos[2] > human.env.block_start_height + 0.05
+
+
 def test_a_straying_policy_is_taken_over_before_it_could_stall() -> None:
     rules = SimHumanRules(warmup_steps=0, stall_steps=50, stray_margin=0.05)
     flags, _, human = episode(away, rules)
@@ -68,7 +75,9 @@ def test_a_competent_policy_is_left_alone() -> None:
 
 
 def test_reaction_delay_and_takeover_budget() -> None:
-    slow = SimHumanRules(warmup_steps=10, stall_steps=20, reaction_steps=3, max_takeovers=1)
+    slow = SimHumanRules(
+        warmup_steps=10, stall_steps=20, reaction_steps=3, takeover_steps=25, max_takeovers=1
+    )
     flags, _, human = episode(idle, slow)
     assert int(np.argmax(flags)) == 23
     assert human.takeovers == 1 and flags.sum() == slow.takeover_steps

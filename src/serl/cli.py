@@ -120,7 +120,8 @@ def train(
     """Train with a learner and actor processes on this machine (the env's recipe by default).
 
     --intervene sim lets the simulated human take over stalled or straying training episodes
-    (a device name: a person at it); off by default, kept for --resume.
+    (a device name: a person at it); off by default, kept for --resume. Pair it with
+    --preset sac_hil (Q-filtered cloning of the corrections).
     --reward-classifier DIR (from `serl train-classifier`) makes its success probability the
     reward and the episode end (RUN_DIR/reward.json; kept for --resume).
     --agent vice learns its reward online from goal examples: --goal-examples PATH (an episode

@@ -43,6 +43,12 @@ PRESETS: dict[str, SACConfig | BCConfig] = {
     "sac_demo": SACConfig(
         num_qs=2, num_min_qs=2, discount=0.97, critic_actor_ratio=2, bc_weight=1.0
     ),
+    # sac_demo for runs with interventions: the cloning is Q-filtered, because corrections give
+    # opposite labels (open / close) close together, which unfiltered cloning averages into
+    # neither (bench/results/hil_pick_cube.json).
+    "sac_hil": SACConfig(
+        num_qs=2, num_min_qs=2, discount=0.97, critic_actor_ratio=2, bc_weight=1.0, bc_q_filter=True
+    ),
     "bc": BCConfig(),
     # HIL-SERL's gripper learning: the state SAC for the arm plus a discrete close / stay /
     # open critic (double DQN) for the action's last entry. Pair with `GripperPenalty`.

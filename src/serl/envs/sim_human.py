@@ -4,9 +4,10 @@ It watches a task-progress measure of the sim's privileged state (for PandaPickC
 the TCP's distance to the cube, or 1 + the lift once the cube is off the table). It takes
 over when progress has not improved by `min_progress` over `stall_steps` policy steps (a
 stall), or fell `stray_margin` below the best of the episode (a stray: moved away, dropped
-the cube); after `reaction_steps` it drives the scripted expert for `takeover_steps` steps
-and hands back. Its randomness (expert noise) comes from its own seed, so runs are
-reproducible headless: in CI and in benchmarks. It fits `serl.wrappers.InterventionWrapper`.
+the cube); after `reaction_steps` it drives the scripted expert, by default to the end of the
+episode (success ends it), or for `takeover_steps` steps before handing back. Its randomness
+(expert noise) comes from its own seed, so runs are reproducible headless: in CI and in
+benchmarks. It fits `serl.wrappers.InterventionWrapper`.
 """
 
 from __future__ import annotations
@@ -33,12 +34,15 @@ class SimHumanRules:
     stray_margin: float = 0.08  # progress this far below the episode's best: a stray
     warmup_steps: int = 10  # steps at the start of an episode the policy is left alone
     reaction_steps: int = 0  # steps between noticing and taking over
-    takeover_steps: int = 25  # steps in control before handing back
+    # Steps in control before handing back; None: see the task through, as a person correcting
+    # a robot does. Short takeovers measurably slowed learning: they mostly showed the expert
+    # re-opening after a missed grasp, and handed back before the close and lift.
+    takeover_steps: int | None = None
     max_takeovers: int | None = None  # per episode; None: no limit
     noise: float = 0.05  # std of the expert's xyz action noise
 
     def __post_init__(self) -> None:
-        if self.stall_steps < 1 or self.takeover_steps < 1:
+        if self.stall_steps < 1 or (self.takeover_steps is not None and self.takeover_steps < 1):
             raise ValueError("stall_steps and takeover_steps must be >= 1")
         if min(self.warmup_steps, self.reaction_steps, self.stray_margin, self.noise) < 0:
             raise ValueError("warmup_steps, reaction_steps, stray_margin and noise must be >= 0")
@@ -132,5 +136,6 @@ class SimulatedHuman:
         self.takeovers += 1
         self.total_takeovers += 1
         self._window.clear()
-        self._control_left = self.rules.takeover_steps - 1
+        steps = self.rules.takeover_steps
+        self._control_left = np.inf if steps is None else steps - 1
         return self.expert(obs)
