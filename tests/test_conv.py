@@ -1,4 +1,4 @@
-"""patch_conv: XLA's convolution, with the weight gradient computed as a matmul over patches."""
+"""patch_conv: XLA's convolution forward, with both gradients computed as matmuls over patches."""
 
 import flax.linen as nn
 import jax
