@@ -34,7 +34,9 @@ def test_interventions_reach_both_buffers_and_survive_a_restart(tmp_path) -> Non
         eval_episodes=1,
         checkpoint_every=10_000,
     )
-    hil = InterventionConfig(kind="sim", sim_rules={"warmup_steps": 5, "stall_steps": 10})
+    # short takeovers: the expert's gripper commands stay +-1 (its slow close is not reached)
+    rules = {"warmup_steps": 5, "stall_steps": 10, "takeover_steps": 25}
+    hil = InterventionConfig(kind="sim", sim_rules=rules)
     hil.save(cfg.path)
     learner = Learner(cfg)
     assert learner.sampler is learner.buffer  # no demos yet: online data only
