@@ -7,12 +7,18 @@ transitions (batch_size * critic_actor_ratio for SAC/DrQ).
 
 from __future__ import annotations
 
+import dataclasses
+
 from serl.agents.bc import BCConfig
 from serl.agents.common import EncoderConfig
 from serl.agents.drq import DrQConfig
 from serl.agents.gripper import GripperSACConfig
 from serl.agents.sac import SACConfig
 from serl.agents.vice import VICEConfig
+
+# SAC from demonstrations (the pick-cube default): HIL-SERL's 2 critics, discount 0.97 and
+# critic_actor_ratio 2, plus behaviour cloning of the batch's demo rows in the actor loss.
+SAC_DEMO = SACConfig(num_qs=2, num_min_qs=2, discount=0.97, critic_actor_ratio=2, bc_weight=1.0)
 
 PRESETS: dict[str, SACConfig | BCConfig] = {
     # The original's state SAC: MLP 256x256 LayerNorm tanh, 10 critics min over 2, discount
@@ -38,17 +44,11 @@ PRESETS: dict[str, SACConfig | BCConfig] = {
         backup_entropy=True,
         critic_actor_ratio=20,
     ),
-    # SAC from demonstrations (the pick-cube default): HIL-SERL's 2 critics, discount 0.97 and
-    # critic_actor_ratio 2, plus behaviour cloning of the batch's demo rows in the actor loss.
-    "sac_demo": SACConfig(
-        num_qs=2, num_min_qs=2, discount=0.97, critic_actor_ratio=2, bc_weight=1.0
-    ),
+    "sac_demo": SAC_DEMO,
     # sac_demo for runs with interventions: the cloning is Q-filtered, because corrections give
     # opposite labels (open / close) close together, which unfiltered cloning averages into
     # neither (bench/results/hil_pick_cube.json).
-    "sac_hil": SACConfig(
-        num_qs=2, num_min_qs=2, discount=0.97, critic_actor_ratio=2, bc_weight=1.0, bc_q_filter=True
-    ),
+    "sac_hil": dataclasses.replace(SAC_DEMO, bc_q_filter=True),
     "bc": BCConfig(),
     # HIL-SERL's gripper learning: the state SAC for the arm plus a discrete close / stay /
     # open critic (double DQN) for the action's last entry. Pair with `GripperPenalty`.
