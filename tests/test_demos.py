@@ -37,6 +37,24 @@ def test_recorded_demos_replay_identically(tmp_path) -> None:
         obs, *_ = env.step(action)
 
 
+def test_record_demos_makes_the_env_with_the_given_kwargs(tmp_path) -> None:
+    out = tmp_path / "demos"
+    main(["record-demos", "serl/PandaPickCubeVision-v0", "--out", str(out), "--episodes", "1",
+          "--keep-failures", "--env-kwargs", '{"image_size": 32, "max_episode_steps": 4}'])
+    with EpisodeStore.open(out) as store:
+        episode = store[0]
+    assert episode.observations["front"].shape == (5, 32, 32, 3)
+    assert len(episode) == 4
+
+
+@pytest.mark.parametrize("text", ["{image_size: 32}", "[32]"])
+def test_record_demos_refuses_bad_env_kwargs_before_recording(tmp_path, text) -> None:
+    with pytest.raises(SystemExit, match="--env-kwargs"):
+        main(["record-demos", "serl/PandaPickCube-v0", "--out", str(tmp_path / "d"),
+              "--env-kwargs", text])
+    assert not (tmp_path / "d").exists()
+
+
 def test_a_teleop_device_without_its_library_fails_clearly(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pyspacemouse", None)  # as on a machine without it
     with pytest.raises(SystemExit, match=r"serl\[teleop\]"):

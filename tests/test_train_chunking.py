@@ -109,6 +109,8 @@ def test_serl_train_passes_the_horizon_flags_into_the_config(tmp_path) -> None:
         main(["train", "Pendulum-v1", "--act-exec-horizon", "0", *run])
     with pytest.raises(ValueError, match="intervention"):
         main(["train", "Pendulum-v1", "--act-exec-horizon", "2", "--intervene", "sim", *run])
+    with pytest.raises(SystemExit, match="--env-kwargs must be a JSON object"):
+        main(["train", "Pendulum-v1", "--env-kwargs", "[50]", *run])
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 

@@ -62,3 +62,15 @@ def test_run_side_files_round_trip_and_refuse_malformed_json(tmp_path) -> None:
         (tmp_path / "reward.json").write_text(text)
         with pytest.raises(ValueError, match=r"reward\.json: not a valid RewardConfig"):
             RewardConfig.load(tmp_path)
+
+
+def test_recipe_demos_are_recorded_with_the_runs_env_kwargs(tmp_path) -> None:
+    from serl.data import EpisodeStore
+    from serl.train.launcher import prepare_run
+
+    kwargs = {"image_size": 32}
+    cfg = TrainConfig("serl/PandaPickCubeVision-v0", num_demos=1, env_kwargs=kwargs,
+                      run_dir=str(tmp_path / "run"))
+    cfg = prepare_run(cfg, resume=False)
+    with EpisodeStore.open(cfg.demos) as store:
+        assert store.schema.obs_specs["front"].shape == (32, 32, 3)

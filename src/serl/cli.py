@@ -13,6 +13,21 @@ if TYPE_CHECKING:
 Intervene = Literal["none", "sim", "spacemouse", "gamepad", "keyboard"]
 
 
+def _json_kwargs(text: str | None, command: str) -> dict | None:
+    """The --env-kwargs JSON object of `command`, or None when not given."""
+    import json
+
+    if not text:
+        return None
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"serl {command}: --env-kwargs is not valid JSON ({e}): {text!r}") from e
+    if not isinstance(kwargs, dict):
+        raise SystemExit(f"serl {command}: --env-kwargs must be a JSON object, got {text!r}")
+    return kwargs
+
+
 def render(
     env_id: tyro.conf.Positional[str] = "serl/PandaPickCubeVision-v0",
     out: Path = Path("render.png"),
@@ -44,11 +59,13 @@ def record_demos(
     noise: float = 0.05,
     action_scale: float = 0.3,
     viewer: bool = True,
+    env_kwargs: str | None = None,
 ) -> None:
     """Record demonstrations into an episode store (successful episodes only, by default).
 
     With a teleop device the sim runs in real time in a MuJoCo viewer window (--no-viewer to
-    drive it blind); --action-scale scales the device's full deflection.
+    drive it blind); --action-scale scales the device's full deflection. --env-kwargs takes
+    JSON (e.g. '{"image_size": 64}'): use the same kwargs as the training run.
     """
     from serl.robot.teleop import DeviceError
     from serl.train.demos import record_demos as record
@@ -64,6 +81,7 @@ def record_demos(
             noise=noise,
             action_scale=action_scale,
             viewer=viewer and expert != "scripted",
+            env_kwargs=_json_kwargs(env_kwargs, "record-demos"),
         )
     except DeviceError as e:
         raise SystemExit(f"serl record-demos: {e}") from e
@@ -116,6 +134,7 @@ def train(
     goal_examples: Path | None = None,
     obs_horizon: int | None = None,
     act_exec_horizon: int | None = None,
+    env_kwargs: str | None = None,
 ) -> int:
     """Train with a learner and actor processes on this machine (the env's recipe by default).
 
@@ -130,6 +149,7 @@ def train(
     --obs-horizon T gives the agent stacks of its last T observations; --act-exec-horizon K
     makes each agent step a chunk of K env actions run open-loop (env steps then count
     agent steps).
+    --env-kwargs JSON makes the env (e.g. '{"image_size": 64}'); recorded demos use it too.
     """
     from serl.train.launcher import train as launch
 
@@ -148,6 +168,7 @@ def train(
         goal_examples=str(goal_examples.absolute()) if goal_examples else None,
         obs_horizon=obs_horizon,
         act_exec_horizon=act_exec_horizon,
+        env_kwargs=_json_kwargs(env_kwargs, "train"),
     )
     if intervene is not None:
         from serl.train.checkpoints import latest_checkpoint
@@ -267,7 +288,7 @@ def record_transitions(
     from serl.robot.teleop import DeviceError
     from serl.train.classifier import record_transitions as record
 
-    kwargs = json.loads(env_kwargs) if env_kwargs else None
+    kwargs = _json_kwargs(env_kwargs, "record-transitions")
     try:
         summary = record(
             env_id,

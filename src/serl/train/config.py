@@ -72,12 +72,6 @@ class TrainConfig:
         if self.agent == "bc" and not (self.demos or self.num_demos):
             raise ValueError("agent 'bc' learns from demonstrations: give --demos or --num-demos")
         self._check_vice()
-        if self.num_demos and self.demos is None and self.env_kwargs:
-            # the scripted recorder makes the env with its defaults: the schemas would differ
-            raise ValueError(
-                "num_demos records demos with the env's default kwargs; with env_kwargs record "
-                "them yourself (same kwargs) and give --demos"
-            )
         if self.act_exec_horizon > 1 and isinstance(self._preset(), GripperSACConfig):
             raise ValueError(
                 "the gripper critic reads one action's last entry: it cannot "

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -172,6 +173,7 @@ def record_demos(
     action_scale: float = 0.3,
     realtime: bool | None = None,
     viewer: bool = False,
+    env_kwargs: Mapping[str, Any] | None = None,
 ) -> Path:
     """Record `episodes` demos (successful ones only, by default) into a new episode store.
 
@@ -179,13 +181,14 @@ def record_demos(
     (e.g. one reading a scripted source). With a device, episode i starts from seed + i
     (a re-recorded one from the same seed), the sim runs in real time unless `realtime` is
     False, and a device that disappears ends the recording with the episodes kept so far.
+    `env_kwargs` make the env (use the training run's, or the observation schemas differ).
     Each episode is stored with attrs {"env_id", "expert", "seed", "success"}.
     """
     if expert not in EXPERTS:
         raise ValueError(f"expert must be one of {EXPERTS}, got {expert!r}")
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    env = make_env(env_id)
+    env = make_env(env_id, **dict(env_kwargs or {}))
     store = EpisodeStore.create(out, env_schema(env))
     try:
         with store:

@@ -51,7 +51,9 @@ def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
         if not demos.exists():
             from serl.train.demos import record_demos
 
-            record_demos(cfg.env_id, cfg.num_demos, demos, seed=cfg.seed)
+            record_demos(
+                cfg.env_id, cfg.num_demos, demos, seed=cfg.seed, env_kwargs=cfg.env_kwargs
+            )
         cfg = dataclasses.replace(cfg, demos=str(demos))
     cfg.save()
     return cfg
