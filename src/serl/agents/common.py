@@ -191,6 +191,14 @@ def apply_if_finite(
     return jax.lax.cond(ok, step, lambda ps: ps, ps), ok
 
 
+def split_minibatches(batch: Batch, ratio: int) -> Batch:
+    """Reshape every leaf [N, ...] to [ratio, N // ratio, ...] (the scan's minibatches)."""
+    n = jax.tree.leaves(batch)[0].shape[0]
+    if n % ratio:
+        raise ValueError(f"batch of {n} does not split into critic_actor_ratio={ratio} minibatches")
+    return jax.tree.map(lambda x: jnp.reshape(x, (ratio, n // ratio, *x.shape[1:])), batch)
+
+
 def unrolled_scan(body: Any, carry: Any, xs: Any) -> tuple[Any, Any]:
     """`lax.scan(body, carry, xs)` as straight-line code: no XLA while loop.
 

@@ -36,6 +36,7 @@ from serl.agents.common import (
     as_float_batch,
     encode,
     polyak,
+    split_minibatches,
     unrolled_scan,
 )
 from serl.agents.sac import SACConfig, SACState
@@ -253,8 +254,7 @@ def update(state: GripperSACState, batch: Batch) -> tuple[GripperSACState, dict[
     arm_batch = {**batch, "actions": batch["actions"][:, :-1]}
     sac_state, metrics = sac.update(state.sac, arm_batch)
     state = state.replace(sac=sac_state)
-    n, ratio = batch["rewards"].shape[0], state.config.critic_actor_ratio
-    minibatches = jax.tree.map(lambda x: jnp.reshape(x, (ratio, n // ratio, *x.shape[1:])), batch)
+    minibatches = split_minibatches(batch, state.config.critic_actor_ratio)
     state, grasp_metrics = unrolled_scan(_grasp_step, state, minibatches)
     metrics = {**metrics, **{k: jnp.mean(v) for k, v in grasp_metrics.items()}}
     metrics["grasp/skipped"] = jnp.sum(grasp_metrics["grasp/skipped"])

@@ -39,6 +39,7 @@ from serl.agents.common import (
     load_pretrained_backbones,
     make_encoder,
     polyak,
+    split_minibatches,
     unrolled_scan,
 )
 from serl.networks import (
@@ -373,11 +374,7 @@ def update(state: SACState, batch: Batch) -> tuple[SACState, dict[str, jax.Array
     config = state.config
     state.spec.check_batch(batch)  # trace-time only
     batch = as_float_batch(batch)
-    n = batch["rewards"].shape[0]
-    ratio = config.critic_actor_ratio
-    if n % ratio:
-        raise ValueError(f"batch of {n} does not split into critic_actor_ratio={ratio} minibatches")
-    minibatches = jax.tree.map(lambda x: jnp.reshape(x, (ratio, n // ratio, *x.shape[1:])), batch)
+    minibatches = split_minibatches(batch, config.critic_actor_ratio)
 
     # Carry only what the critic steps change; the rest (actor, temperature, frozen) enters the
     # loop as constants, so XLA does not copy it on every iteration.
