@@ -109,6 +109,13 @@ def test_train_runs_end_to_end_and_writes_its_outputs(tmp_path) -> None:
         train(cfg, video=False)
 
 
+@pytest.mark.timeout(120)
+def test_a_learner_that_cannot_start_says_why(tmp_path) -> None:
+    cfg = pendulum(tmp_path / "run", env_kwargs={"max_episode_step": 50})  # a typo
+    with pytest.raises(RuntimeError, match="unexpected keyword argument 'max_episode_step'"):
+        train(cfg, video=False)
+
+
 @pytest.mark.timeout(300)
 def test_learner_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path) -> None:
     run = tmp_path / "run"

@@ -37,6 +37,15 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _last_line(path: Path) -> str:
+    """The last non-empty line of a text file (a crashed process's error), or ''."""
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except FileNotFoundError:
+        return ""
+    return lines[-1] if lines else ""
+
+
 def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
     """Check the run dir, reuse its config on resume, and record demos the recipe asks for."""
     run = cfg.path
@@ -86,9 +95,10 @@ class Launcher:
             if address:
                 return address
             if self.learner.poll() is not None:
+                log = self.logs / "learner.log"
                 raise RuntimeError(
-                    f"the learner exited ({self.learner.returncode}) before listening; "
-                    f"see {self.logs / 'learner.log'}"
+                    f"the learner exited ({self.learner.returncode}) before listening: "
+                    f"{_last_line(log)}\n(full log: {log})"
                 )
             time.sleep(0.2)
         raise TimeoutError(f"the learner did not start listening within {timeout:.0f} s")
