@@ -37,13 +37,13 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _last_line(path: Path) -> str:
-    """The last non-empty line of a text file (a crashed process's error), or ''."""
+def _crash_report(log: Path) -> str:
+    """A crashed process's last log line (its error) and where the whole log is."""
     try:
-        lines = path.read_text(errors="replace").strip().splitlines()
+        lines = log.read_text(errors="replace").strip().splitlines()
     except FileNotFoundError:
-        return ""
-    return lines[-1] if lines else ""
+        lines = []
+    return f"{lines[-1] if lines else '(empty log)'}\n(full log: {log})"
 
 
 def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
@@ -95,10 +95,9 @@ class Launcher:
             if address:
                 return address
             if self.learner.poll() is not None:
-                log = self.logs / "learner.log"
                 raise RuntimeError(
                     f"the learner exited ({self.learner.returncode}) before listening: "
-                    f"{_last_line(log)}\n(full log: {log})"
+                    + _crash_report(self.logs / "learner.log")
                 )
             time.sleep(0.2)
         raise TimeoutError(f"the learner did not start listening within {timeout:.0f} s")
@@ -143,7 +142,8 @@ class Launcher:
             if code is None or code == 0:
                 continue
             if self.restarts >= MAX_ACTOR_RESTARTS:
-                raise RuntimeError(f"actor {index} keeps failing; see {self.logs}")
+                log = self.logs / f"actor-{index}.log"
+                raise RuntimeError(f"actor {index} keeps failing: {_crash_report(log)}")
             self.restarts += 1
             tqdm.write(f"actor {index} exited with {code}; restarting it")
             self.actors[index] = self._start_actor(index)
@@ -180,7 +180,7 @@ def train(cfg: TrainConfig, resume: bool = False, video: bool = True) -> int:
         launcher.stop()
         raise
     if code != 0:
-        print(f"the learner failed ({code}); see {launcher.logs / 'learner.log'}")
+        print(f"the learner failed ({code}): {_crash_report(launcher.logs / 'learner.log')}")
         return code
     finish_run(cfg, video)
     return 0
