@@ -77,6 +77,18 @@ def wait_for(condition, timeout: float, what: str, procs=()) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def exit_code(proc: subprocess.Popen, timeout: float, run_dir: Path) -> int:
+    """The process's exit code; past `timeout`, fail showing what learner and actor last said."""
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        tails = "\n".join(
+            f"--- {name}:\n" + "\n".join((run_dir / name).read_text().splitlines()[-25:])
+            for name in ("learner.log", "actor.log", "progress.json") if (run_dir / name).exists()
+        )
+        pytest.fail(f"{proc.args[3]} still running after {timeout} s\n{tails}")
+
+
 def replay_rows(run_dir: Path) -> np.ndarray:
     store = EpisodeStore.open(run_dir / "replay")
     rows = []
@@ -132,8 +144,9 @@ def test_learner_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path) -> N
         assert checkpoint is not None
         saved = leaf_hashes(load_checkpoint(checkpoint)[0])  # before the resumed run prunes it
         learner = start_learner(run, resume=True)
-        assert learner.wait(240) == 0, (run / "learner.log").read_text()[-3000:]
-        assert actor.wait(60) == 0, (run / "actor.log").read_text()[-3000:]  # never restarted
+        assert exit_code(learner, 240, run) == 0, (run / "learner.log").read_text()[-3000:]
+        assert exit_code(actor, 60, run) == 0, (run / "actor.log").read_text()[-3000:]  # one life
+        assert "resumed from" in (run / "learner.log").read_text()
     finally:
         for proc in (learner, actor):
             if proc.poll() is None:
@@ -157,7 +170,7 @@ def test_sigterm_writes_a_final_checkpoint_and_exits_zero(tmp_path) -> None:
     try:
         wait_for(lambda: progress(run).get("updates", 0) >= 10, 150, "10 updates", [learner])
         learner.send_signal(signal.SIGTERM)
-        assert learner.wait(60) == 0
+        assert exit_code(learner, 60, run) == 0
     finally:
         actor.kill()
         learner.kill() if learner.poll() is None else None

@@ -417,7 +417,10 @@ def train_fb(
 def _logging() -> None:
     import logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # force: an import (absl, via orbax) may already have configured the root logger. Our
+    # messages at INFO; the libraries' (a page per orbax checkpoint) from WARNING up.
+    logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
+    logging.getLogger("serl").setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -183,7 +183,6 @@ class Learner:
         self.done_actors: dict[str, int] = {}  # actor id -> env steps it says it took
         self.last_eval: dict[str, float] = {}
         self._ingest_lock = threading.Lock()
-        self._stored_parts: dict[str, tuple[int, int]] = {}
         self._writer = None
         self.server = LearnerServer(
             run_token(self.run),
@@ -209,16 +208,28 @@ class Learner:
         return EpisodeStore.create(path, self.schema)
 
     def _reload_replay(self) -> tuple[int, dict[str, int], dict[str, int]]:
+        """Rebuild the buffers from the replay log: env steps, steps per actor, watermarks.
+
+        A batch stored only in part (the learner died between its pieces) is left out and not
+        acknowledged: its actor sends it again, and the pieces already stored are not rewritten.
+        """
+        all_attrs = [self.replay.attrs(index) for index in range(len(self.replay))]
+        self._stored_parts = _unfinished_batches(all_attrs)
         steps, per_actor, marks = 0, {}, {}
-        for index in range(len(self.replay)):
-            fragment, attrs = self.replay[index], self.replay.attrs(index)
+        for index, attrs in enumerate(all_attrs):
+            actor = attrs["actor"]
+            if self._stored_parts.get(actor, (0,))[0] == attrs["seq"]:
+                continue
+            fragment = self.replay[index]
             self._insert(fragment, attrs.get("intervened", ()))
-            actor, n = attrs["actor"], len(fragment)
-            steps += n
-            per_actor[actor] = per_actor.get(actor, 0) + n
+            steps += len(fragment)
+            per_actor[actor] = per_actor.get(actor, 0) + len(fragment)
             marks[actor] = max(marks.get(actor, 0), attrs["seq"])
         if steps:
             log.info("replay reloaded: %d transitions from %s", steps, self.run / "replay")
+        for actor, (seq, part) in self._stored_parts.items():
+            log.warning("replay: actor %s's batch %d has %d pieces stored of more; "
+                        "waiting for the actor to send it again", actor, seq, part + 1)
         return steps, per_actor, marks
 
     def _load_demos(self) -> Buffer | None:
@@ -290,7 +301,8 @@ class Learner:
             for part, (fragment, intervened) in enumerate(fragments):
                 if (batch.seq, part) <= (done_seq, done_part):
                     continue  # stored by an attempt that failed later: never twice
-                attrs = {"actor": batch.actor_id, "seq": batch.seq, "part": part}
+                attrs = {"actor": batch.actor_id, "seq": batch.seq, "part": part,
+                         "parts": len(fragments)}
                 if intervened:  # step indices: the replay log alone rebuilds the demo buffer
                     attrs["intervened"] = intervened
                 self.replay.append(fragment, attrs)
@@ -332,7 +344,7 @@ class Learner:
         cfg = self.cfg
         self._writer = SummaryWriter(str(self.run / "tb"))
         sample_size = cfg.agent_config.sample_size
-        last_log, last_progress = time.monotonic(), 0.0
+        last_log, last_progress, last_status = time.monotonic(), 0.0, time.monotonic()
         updates_at_log, steps_at_log = self.updates, self.env_steps
         metrics: dict[str, Any] = {}
         try:
@@ -343,6 +355,10 @@ class Learner:
                 if time.monotonic() - last_progress > 1.0:
                     self._write_progress()
                     last_progress = time.monotonic()
+                if last_progress - last_status > 60.0:  # a line a minute: where a long run is
+                    log.info("%d env steps, %d updates; actors done: %s", self.env_steps,
+                             self.updates, sorted(self.done_actors) or "none")
+                    last_status = last_progress
                 if self.updates >= self.allowed_updates() or len(self.buffer) == 0:
                     self.stop.wait(0.005)
                     continue
@@ -418,6 +434,20 @@ class Learner:
             "wall_s": round(self.wall_s(), 2), "actor_steps": self.actor_steps,
             "last_eval": self.last_eval, "done_actors": sorted(self.done_actors),
         })
+
+
+def _unfinished_batches(all_attrs: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """Per actor whose newest batch the replay holds only some pieces of: (seq, last piece)."""
+    newest: dict[str, tuple[int, int, int]] = {}  # actor -> (seq, pieces stored, pieces)
+    for attrs in all_attrs:
+        actor, seq = attrs["actor"], attrs["seq"]
+        last_seq, stored, _ = newest.get(actor, (0, 0, 0))
+        if seq != last_seq:
+            stored = 0
+        # a replay written before "parts" was recorded holds whole batches only
+        newest[actor] = (seq, stored + 1, attrs.get("parts", 0))
+    return {actor: (seq, stored - 1)
+            for actor, (seq, stored, parts) in newest.items() if stored < parts}
 
 
 def _fragments(data: dict[str, Any]) -> list[tuple[Any, list[int]]]:
