@@ -456,9 +456,9 @@ def create_app(backend: Backend, config: ServerConfig | None = None) -> FastAPI:
             end = backend.move(pos, quat, req.duration_s)
         try:
             await _settle(pos, quat, end)
+            return service.state()  # the arm as the move left it, before the watchdog re-arms
         finally:  # also when the client goes away mid-move: the watchdog guards again
             service.touch()
-        return service.state()
 
     async def _settle(pos: np.ndarray, quat: np.ndarray, end: float) -> None:
         """Wait for the reference to arrive, then (bounded) for the arm to be at rest there.
