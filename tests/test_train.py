@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +56,8 @@ def start_learner(run_dir: Path, resume: bool = False) -> subprocess.Popen:
     return spawn(*args, run_dir=run_dir, name="learner")
 
 
-def start_actor(run_dir: Path, port: int) -> subprocess.Popen:
+def start_actor(run_dir: Path) -> subprocess.Popen:
+    port = TrainConfig.load(run_dir).port
     return spawn("actor", "--learner", f"127.0.0.1:{port}", "--config",
                  str(run_dir / "config.json"), run_dir=run_dir, name="actor")
 
@@ -128,29 +131,34 @@ def test_a_learner_that_cannot_start_says_why(tmp_path) -> None:
         train(cfg, video=False)
 
 
+@contextmanager
+def learner_and_actor(run: Path, **kw) -> Iterator[dict[str, subprocess.Popen]]:
+    """A Pendulum run's learner and actor as `serl` processes; any left running are killed."""
+    pendulum(run, port=free_port(), **kw).save()
+    procs = {"learner": start_learner(run), "actor": start_actor(run)}
+    try:
+        yield procs
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+
+
 @pytest.mark.timeout(300)
 def test_learner_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path) -> None:
     run = tmp_path / "run"
-    port = free_port()
-    cfg = pendulum(run, env_steps=1200, port=port, eval_every=100_000)
-    cfg.save()
-    learner = start_learner(run)
-    actor = start_actor(run, port)
-    try:
-        wait_for(lambda: progress(run).get("updates", 0) >= 45, 150, "45 updates", [learner])
-        learner.send_signal(signal.SIGKILL)
-        learner.wait(10)
+    with learner_and_actor(run, env_steps=1200, eval_every=100_000) as procs:
+        wait_for(lambda: progress(run).get("updates", 0) >= 45, 150, "45 updates",
+                 [procs["learner"]])
+        procs["learner"].send_signal(signal.SIGKILL)
+        procs["learner"].wait(10)
         checkpoint = latest_checkpoint(run)
         assert checkpoint is not None
         saved = leaf_hashes(load_checkpoint(checkpoint)[0])  # before the resumed run prunes it
-        learner = start_learner(run, resume=True)
-        assert exit_code(learner, 240, run) == 0, (run / "learner.log").read_text()[-3000:]
-        assert exit_code(actor, 60, run) == 0, (run / "actor.log").read_text()[-3000:]  # one life
+        procs["learner"] = start_learner(run, resume=True)
+        assert exit_code(procs["learner"], 240, run) == 0
+        assert exit_code(procs["actor"], 60, run) == 0  # the actor lived through it
         assert "resumed from" in (run / "learner.log").read_text()
-    finally:
-        for proc in (learner, actor):
-            if proc.poll() is None:
-                proc.kill()
     resumed = json.loads((run / "resumed_from.json").read_text())
     assert resumed["checkpoint"] == checkpoint.name
     assert resumed["leaf_hashes"] == saved
@@ -159,21 +167,31 @@ def test_learner_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path) -> N
     assert len(np.unique(rows, axis=0)) == 1200  # ... exactly once
 
 
+@pytest.mark.timeout(300)
+def test_a_restarted_actor_goes_on_where_the_learner_is(tmp_path) -> None:
+    run = tmp_path / "run"
+    with learner_and_actor(run, env_steps=1200, eval_every=100_000) as procs:
+        wait_for(lambda: progress(run).get("env_steps", 0) >= 300, 150, "300 env steps",
+                 [procs["learner"]])
+        procs["actor"].send_signal(signal.SIGKILL)
+        procs["actor"].wait(10)
+        procs["actor"] = start_actor(run)  # no --start-step: the learner says
+        assert exit_code(procs["actor"], 240, run) == 0
+        assert exit_code(procs["learner"], 60, run) == 0
+    assert "going on from there" in (run / "actor.log").read_text()
+    rows = replay_rows(run)
+    assert len(rows) == 1200  # the run's env steps, not the restarted actor's whole share again
+    assert len(np.unique(rows, axis=0)) == 1200
+
+
 @pytest.mark.timeout(240)
 def test_sigterm_writes_a_final_checkpoint_and_exits_zero(tmp_path) -> None:
     run = tmp_path / "run"
-    port = free_port()
-    cfg = pendulum(run, env_steps=100_000, port=port, checkpoint_every=100_000)
-    cfg.save()
-    learner = start_learner(run)
-    actor = start_actor(run, port)
-    try:
-        wait_for(lambda: progress(run).get("updates", 0) >= 10, 150, "10 updates", [learner])
-        learner.send_signal(signal.SIGTERM)
-        assert exit_code(learner, 60, run) == 0
-    finally:
-        actor.kill()
-        learner.kill() if learner.poll() is None else None
+    with learner_and_actor(run, env_steps=100_000, checkpoint_every=100_000) as procs:
+        wait_for(lambda: progress(run).get("updates", 0) >= 10, 150, "10 updates",
+                 [procs["learner"]])
+        procs["learner"].send_signal(signal.SIGTERM)
+        assert exit_code(procs["learner"], 60, run) == 0
     checkpoint = latest_checkpoint(run)
     assert checkpoint is not None and int(checkpoint.name) >= 10
     assert json.loads((checkpoint / "meta.json").read_text())["updates"] == int(checkpoint.name)

@@ -164,6 +164,13 @@ def test_killed_actor_restarts_at_the_watermark_without_duplicates() -> None:
         out, _ = successor.communicate(timeout=60)
         assert successor.returncode == 0, out
         stats = server.stats()
+        held = len(store.ids("a"))
+        with ActorClient(server.address, TOKEN, "a", SCHEMA, watch_params=False, **FAST) as third:
+            assert third.wait_connected(timeout=10) == held  # where a restarted actor goes on
+    # ... also from a restarted learner, given the counts its replay holds
+    with LearnerServer(TOKEN, SCHEMA, store.add, delivered={"a": held}) as server:
+        with ActorClient(server.address, TOKEN, "a", SCHEMA, watch_params=False, **FAST) as fourth:
+            assert fourth.wait_connected(timeout=10) == held
     victim_ids = [i for i in store.ids("a") if i < 1_000_000]
     # The killed process lost only its unacknowledged tail: what arrived is a prefix, once.
     check_exactly_once(victim_ids, range(len(victim_ids)))

@@ -205,6 +205,7 @@ def actor(
 ) -> int:
     """Run actor INDEX against a learner at HOST:PORT (token from --token or $SERL_TOKEN).
 
+    A restarted actor goes on from the steps of it the learner holds (or --start-step, if more).
     --intervene overrides the run's intervention.json (e.g. a person at this machine's gamepad).
     """
     import json

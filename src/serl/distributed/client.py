@@ -137,6 +137,7 @@ class ActorClient:
         self._counts: Counter[str] = Counter()
         self._session: str | None = None
         self._connected = False  # the last call to the learner succeeded
+        self._held: int | None = None  # this actor's transitions the learner held at first contact
         self._acked = 0
         self._next_seq = 1
         self._params: tuple[int, codec.Tree] | None = None
@@ -242,6 +243,16 @@ class ActorClient:
                 timeout,
             )
             return self._params
+
+    def wait_connected(self, timeout: float | None = None) -> int | None:
+        """Block until the first handshake; how many of this actor's transitions the learner then
+        held (where a restarted actor goes on), or None on timeout or failure."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._held is not None or self._stop.is_set() or self._fatal is not None,
+                timeout,
+            )
+            return self._held
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything enqueued (and reported) is acknowledged; False on timeout."""
@@ -356,6 +367,8 @@ class ActorClient:
                 self._done(self._inflight)  # the learner had it; only the ack was lost
             self._session = reply.session_id
             self._connected = True
+            if self._held is None:
+                self._held = reply.delivered
             self._counts["handshakes"] += 1
             self._cond.notify_all()
         log.info("actor %s: connected, learner acked seq %d", self.actor_id, reply.acked_seq)

@@ -91,7 +91,8 @@ class LearnerServer:
     the batch is acknowledged to the actor only when it returns, so it should return once the
     data is durable (written to the episode store). If it raises ValueError the batch is refused
     (INVALID_ARGUMENT, the actor drops it); any other exception is an INTERNAL error and the actor
-    retries later. `watermarks` restores per-actor acknowledged sequence numbers after a restart.
+    retries later. `watermarks` restores per-actor acknowledged sequence numbers after a restart,
+    `delivered` the per-actor transition counts (a restarted actor goes on from its count).
     Each connected actor keeps one of the `max_workers` threads in its parameter long poll: size
     it above twice the number of actors. `port=0` lets the OS pick a free port (see `.port`).
     """
@@ -105,6 +106,7 @@ class LearnerServer:
         port: int = 0,
         host: str = "127.0.0.1",
         watermarks: Mapping[str, int] | None = None,
+        delivered: Mapping[str, int] | None = None,
         max_batch_bytes: int = 16 << 20,
         max_batch_transitions: int = 4096,
         param_chunk_bytes: int = 1 << 20,
@@ -126,6 +128,8 @@ class LearnerServer:
         self._deliver = threading.Lock()  # one delivery (or handshake) at a time
         marks = (watermarks or {}).items()
         self._watermarks = {check_id(a, "watermarks"): int(s) for a, s in marks}
+        self._delivered = Counter({check_id(a, "delivered"): int(n)
+                                   for a, n in (delivered or {}).items()})
         self._sessions: dict[str, str] = {}
         self._params: _Params | None = None
         self._reports: deque[Report] = deque(maxlen=max_reports)
@@ -316,6 +320,7 @@ class LearnerServer:
             session = uuid.uuid4().hex
             self._sessions[actor_id] = session
             acked = self._watermarks.get(actor_id, 0)
+            delivered = self._delivered[actor_id]
             self._counts["handshakes"] += 1
             version = self._params.version if self._params else 0
         log.info("actor %s connected (acked seq %d)", actor_id, acked)
@@ -326,6 +331,7 @@ class LearnerServer:
             param_version=version,
             max_batch_bytes=self._max_batch_bytes,
             max_batch_transitions=self._max_batch_transitions,
+            delivered=delivered,
         ).SerializeToString()
 
     def _decode_batch(self, request: pb.TransitionBatch) -> Transitions:
@@ -398,6 +404,7 @@ class LearnerServer:
                 context.abort(grpc.StatusCode.INTERNAL, f"on_transitions failed: {e!r}")
             with self._lock:
                 self._watermarks[batch.actor_id] = batch.seq
+                self._delivered[batch.actor_id] += len(batch)
                 self._counts["batches/received"] += 1
                 self._counts["transitions/received"] += len(batch)
         return pb.Ack(acked_seq=batch.seq).SerializeToString()

@@ -136,6 +136,11 @@ class Actor:
 
     def run(self) -> None:
         """Step until this actor's share of env steps is done, then evaluate and sign off."""
+        held = self.client.wait_connected(timeout=120.0)
+        if held is not None and held > self.steps:  # a restart: go on where the learner is
+            log.info("%s: the learner holds %d of its steps; going on from there",
+                     self.actor_id, held)
+            self.steps = held
         self.client.wait_params(timeout=120.0)
         self.refresh_policy()
         obs, _ = self.env.reset(seed=self.cfg.seed * 1000 + self.index + self.steps)

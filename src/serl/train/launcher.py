@@ -103,10 +103,10 @@ class Launcher:
         raise TimeoutError(f"the learner did not start listening within {timeout:.0f} s")
 
     def _start_actor(self, index: int) -> subprocess.Popen:
-        done = _read_json(self.run / "progress.json").get("actor_steps", {})
+        # a restarted actor learns from the learner how many of its steps are stored
         return self._spawn(
             ["actor", "--learner", self.address, "--config", str(self.run / "config.json"),
-             "--index", str(index), "--start-step", str(done.get(f"actor-{index}", 0))],
+             "--index", str(index)],
             f"actor-{index}",
         )
 

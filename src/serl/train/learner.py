@@ -191,6 +191,7 @@ class Learner:
             host=cfg.host,
             port=cfg.port,
             watermarks=watermarks,
+            delivered=self.actor_steps,
             max_workers=max(8, 2 * cfg.actors + 4),
         )
         self._publish(static=True)

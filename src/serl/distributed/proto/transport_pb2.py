@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&serl/distributed/proto/transport.proto\x12\x11serl.transport.v1\"Q\n\x05\x41rray\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0e\n\x06offset\x18\x05 \x01(\x04\"S\n\x10HandshakeRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x13\n\x0bschema_hash\x18\x02 \x01(\t\x12\x10\n\x08\x61\x63tor_id\x18\x03 \x01(\t\"\x99\x01\n\x0eHandshakeReply\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tserver_id\x18\x02 \x01(\t\x12\x11\n\tacked_seq\x18\x03 \x01(\x04\x12\x15\n\rparam_version\x18\x04 \x01(\x04\x12\x17\n\x0fmax_batch_bytes\x18\x05 \x01(\x04\x12\x1d\n\x15max_batch_transitions\x18\x06 \x01(\r\"\x86\x01\n\x0fTransitionBatch\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x16\n\x0eparam_versions\x18\x04 \x03(\x04\x12(\n\x06\x61rrays\x18\x05 \x03(\x0b\x32\x18.serl.transport.v1.Array\"\x18\n\x03\x41\x63k\x12\x11\n\tacked_seq\x18\x01 \x01(\x04\"V\n\rParamsRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x11\n\tstatic_id\x18\x03 \x01(\x04\x12\x0e\n\x06wait_s\x18\x04 \x01(\x02\"\x8f\x01\n\x0bParamsChunk\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x11\n\tstatic_id\x18\x03 \x01(\x04\x12\x11\n\tis_static\x18\x04 \x01(\x08\x12(\n\x06pieces\x18\x05 \x03(\x0b\x32\x18.serl.transport.v1.Array\x12\x0c\n\x04last\x18\x06 \x01(\x08\"\xa0\x01\n\x06Report\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x10\n\x08\x65nv_step\x18\x03 \x01(\x04\x12\x35\n\x06values\x18\x04 \x03(\x0b\x32%.serl.transport.v1.Report.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x07\n\x05\x45mpty2\xc1\x02\n\x07Learner\x12S\n\tHandshake\x12#.serl.transport.v1.HandshakeRequest\x1a!.serl.transport.v1.HandshakeReply\x12M\n\x0fPushTransitions\x12\".serl.transport.v1.TransitionBatch\x1a\x16.serl.transport.v1.Ack\x12O\n\tGetParams\x12 .serl.transport.v1.ParamsRequest\x1a\x1e.serl.transport.v1.ParamsChunk0\x01\x12\x41\n\nSendReport\x12\x19.serl.transport.v1.Report\x1a\x18.serl.transport.v1.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&serl/distributed/proto/transport.proto\x12\x11serl.transport.v1\"Q\n\x05\x41rray\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0e\n\x06offset\x18\x05 \x01(\x04\"S\n\x10HandshakeRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x13\n\x0bschema_hash\x18\x02 \x01(\t\x12\x10\n\x08\x61\x63tor_id\x18\x03 \x01(\t\"\xac\x01\n\x0eHandshakeReply\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tserver_id\x18\x02 \x01(\t\x12\x11\n\tacked_seq\x18\x03 \x01(\x04\x12\x15\n\rparam_version\x18\x04 \x01(\x04\x12\x17\n\x0fmax_batch_bytes\x18\x05 \x01(\x04\x12\x1d\n\x15max_batch_transitions\x18\x06 \x01(\r\x12\x11\n\tdelivered\x18\x07 \x01(\x04\"\x86\x01\n\x0fTransitionBatch\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x16\n\x0eparam_versions\x18\x04 \x03(\x04\x12(\n\x06\x61rrays\x18\x05 \x03(\x0b\x32\x18.serl.transport.v1.Array\"\x18\n\x03\x41\x63k\x12\x11\n\tacked_seq\x18\x01 \x01(\x04\"V\n\rParamsRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x11\n\tstatic_id\x18\x03 \x01(\x04\x12\x0e\n\x06wait_s\x18\x04 \x01(\x02\"\x8f\x01\n\x0bParamsChunk\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x11\n\tstatic_id\x18\x03 \x01(\x04\x12\x11\n\tis_static\x18\x04 \x01(\x08\x12(\n\x06pieces\x18\x05 \x03(\x0b\x32\x18.serl.transport.v1.Array\x12\x0c\n\x04last\x18\x06 \x01(\x08\"\xa0\x01\n\x06Report\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x10\n\x08\x65nv_step\x18\x03 \x01(\x04\x12\x35\n\x06values\x18\x04 \x03(\x0b\x32%.serl.transport.v1.Report.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x07\n\x05\x45mpty2\xc1\x02\n\x07Learner\x12S\n\tHandshake\x12#.serl.transport.v1.HandshakeRequest\x1a!.serl.transport.v1.HandshakeReply\x12M\n\x0fPushTransitions\x12\".serl.transport.v1.TransitionBatch\x1a\x16.serl.transport.v1.Ack\x12O\n\tGetParams\x12 .serl.transport.v1.ParamsRequest\x1a\x1e.serl.transport.v1.ParamsChunk0\x01\x12\x41\n\nSendReport\x12\x19.serl.transport.v1.Report\x1a\x18.serl.transport.v1.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,21 +38,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HANDSHAKEREQUEST']._serialized_start=144
   _globals['_HANDSHAKEREQUEST']._serialized_end=227
   _globals['_HANDSHAKEREPLY']._serialized_start=230
-  _globals['_HANDSHAKEREPLY']._serialized_end=383
-  _globals['_TRANSITIONBATCH']._serialized_start=386
-  _globals['_TRANSITIONBATCH']._serialized_end=520
-  _globals['_ACK']._serialized_start=522
-  _globals['_ACK']._serialized_end=546
-  _globals['_PARAMSREQUEST']._serialized_start=548
-  _globals['_PARAMSREQUEST']._serialized_end=634
-  _globals['_PARAMSCHUNK']._serialized_start=637
-  _globals['_PARAMSCHUNK']._serialized_end=780
-  _globals['_REPORT']._serialized_start=783
-  _globals['_REPORT']._serialized_end=943
-  _globals['_REPORT_VALUESENTRY']._serialized_start=898
-  _globals['_REPORT_VALUESENTRY']._serialized_end=943
-  _globals['_EMPTY']._serialized_start=945
-  _globals['_EMPTY']._serialized_end=952
-  _globals['_LEARNER']._serialized_start=955
-  _globals['_LEARNER']._serialized_end=1276
+  _globals['_HANDSHAKEREPLY']._serialized_end=402
+  _globals['_TRANSITIONBATCH']._serialized_start=405
+  _globals['_TRANSITIONBATCH']._serialized_end=539
+  _globals['_ACK']._serialized_start=541
+  _globals['_ACK']._serialized_end=565
+  _globals['_PARAMSREQUEST']._serialized_start=567
+  _globals['_PARAMSREQUEST']._serialized_end=653
+  _globals['_PARAMSCHUNK']._serialized_start=656
+  _globals['_PARAMSCHUNK']._serialized_end=799
+  _globals['_REPORT']._serialized_start=802
+  _globals['_REPORT']._serialized_end=962
+  _globals['_REPORT_VALUESENTRY']._serialized_start=917
+  _globals['_REPORT_VALUESENTRY']._serialized_end=962
+  _globals['_EMPTY']._serialized_start=964
+  _globals['_EMPTY']._serialized_end=971
+  _globals['_LEARNER']._serialized_start=974
+  _globals['_LEARNER']._serialized_end=1295
 # @@protoc_insertion_point(module_scope)

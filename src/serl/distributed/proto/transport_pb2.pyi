@@ -31,20 +31,22 @@ class HandshakeRequest(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., schema_hash: _Optional[str] = ..., actor_id: _Optional[str] = ...) -> None: ...
 
 class HandshakeReply(_message.Message):
-    __slots__ = ("session_id", "server_id", "acked_seq", "param_version", "max_batch_bytes", "max_batch_transitions")
+    __slots__ = ("session_id", "server_id", "acked_seq", "param_version", "max_batch_bytes", "max_batch_transitions", "delivered")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SERVER_ID_FIELD_NUMBER: _ClassVar[int]
     ACKED_SEQ_FIELD_NUMBER: _ClassVar[int]
     PARAM_VERSION_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     server_id: str
     acked_seq: int
     param_version: int
     max_batch_bytes: int
     max_batch_transitions: int
-    def __init__(self, session_id: _Optional[str] = ..., server_id: _Optional[str] = ..., acked_seq: _Optional[int] = ..., param_version: _Optional[int] = ..., max_batch_bytes: _Optional[int] = ..., max_batch_transitions: _Optional[int] = ...) -> None: ...
+    delivered: int
+    def __init__(self, session_id: _Optional[str] = ..., server_id: _Optional[str] = ..., acked_seq: _Optional[int] = ..., param_version: _Optional[int] = ..., max_batch_bytes: _Optional[int] = ..., max_batch_transitions: _Optional[int] = ..., delivered: _Optional[int] = ...) -> None: ...
 
 class TransitionBatch(_message.Message):
     __slots__ = ("actor_id", "session_id", "seq", "param_versions", "arrays")
