@@ -101,9 +101,15 @@ def test_one_writer_at_a_time_and_readers_see_new_episodes(tmp_path):
         reader.append(episode(0))
     writer.append(episode(0))
     assert len(reader) == 1
+    writer.append(episode(1))
+    assert_identical(reader[1], episode(1))  # past the end the reader had counted
+    assert reader.attrs(-1)["length"] == len(episode(1).actions)
+    with pytest.raises(IndexError):
+        reader[2]
+    assert len(writer) == 2
     writer.close()
     with EpisodeStore.open(path, writable=True) as again:
-        assert again.append(episode(1)) == 1
+        assert again.append(episode(2)) == 2
     with pytest.raises(FileExistsError):
         EpisodeStore.create(path, SCHEMA)
     with pytest.raises(FileNotFoundError):

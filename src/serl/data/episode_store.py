@@ -60,6 +60,7 @@ class EpisodeStore:
         self.path = path
         self.schema = schema
         self._lock_fd = lock_fd
+        self._count = self._count_episodes()  # a writer's is exact: no one else appends
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], schema: Schema) -> EpisodeStore:
@@ -100,16 +101,27 @@ class EpisodeStore:
         return self._lock_fd is not None
 
     def __len__(self) -> int:
+        if not self.writable:  # a reader sees what a writer has appended since
+            self._count = self._count_episodes()
+        return self._count
+
+    def _count_episodes(self) -> int:
         names = [n for n in os.listdir(self.path / "episodes") if _EPISODE_NAME.match(n)]
         if sorted(int(n) for n in names) != list(range(len(names))):
             raise ValueError(f"{self.path}: episode numbers are not contiguous: {sorted(names)}")
         return len(names)
 
-    def __getitem__(self, index: int) -> Episode:
+    def _index(self, index: int) -> int:
+        """`index` as a position in the store; lists the directory only past the known end."""
+        if 0 <= index < self._count:  # episodes are never removed
+            return index
         n = len(self)
         if not -n <= index < n:
             raise IndexError(f"episode {index} out of range for a store of {n}")
-        return self._read(index % n)
+        return index % n
+
+    def __getitem__(self, index: int) -> Episode:
+        return self._read(self._index(index))
 
     def __iter__(self) -> Iterator[Episode]:
         for i in range(len(self)):
@@ -128,10 +140,7 @@ class EpisodeStore:
 
     def attrs(self, index: int) -> dict[str, Any]:
         """The attributes stored with an episode: its length and what `append` was given."""
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"episode {index} out of range for a store of {n}")
-        group = zarr.open_group(self.path / "episodes" / f"{index % n:06d}", mode="r")
+        group = zarr.open_group(self.path / "episodes" / f"{self._index(index):06d}", mode="r")
         return group.attrs.asdict()
 
     def append(self, episode: Episode, attrs: Mapping[str, Any] | None = None) -> int:
@@ -141,7 +150,7 @@ class EpisodeStore:
         ep = check_episode(self.schema, episode)
         if attrs and "length" in attrs:
             raise ValueError("attrs: 'length' is reserved for the episode's length")
-        index = len(self)
+        index = self._count
         tmp = self.path / _INCOMPLETE / uuid.uuid4().hex
         group = zarr.open_group(tmp, mode="w-", attributes={**(attrs or {}), "length": len(ep)})
         obs = group.create_group("observations")
@@ -152,6 +161,7 @@ class EpisodeStore:
         fsync_tree(tmp)
         episodes = self.path / "episodes"
         os.rename(tmp, episodes / f"{index:06d}")  # the commit point
+        self._count = index + 1
         fsync_dir(episodes)
         os.rmdir(self.path / _INCOMPLETE)
         return index
