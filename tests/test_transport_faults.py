@@ -67,6 +67,7 @@ def outage(outage_s: float, spill_dir: Path | None = None, max_queue_bytes: int 
         steps_at_crash = loop.steps
         time.sleep(outage_s)
         assert not client.stats()["connected"]
+        assert client.silent_for() >= outage_s  # what an actor reports while it waits
         assert loop.steps - steps_at_crash > outage_s * 100  # the actor kept stepping
         second = LearnerServer(TOKEN, SCHEMA, store.add, port=first.port, watermarks=watermarks)
         with second:
@@ -75,6 +76,7 @@ def outage(outage_s: float, spill_dir: Path | None = None, max_queue_bytes: int 
             assert client.flush(timeout=60), client.stats()
             stats = client.stats()
             assert stats["connected"] and second.stats()["batches/gap"] == 0
+            assert client.silent_for() < 5.0
     finally:
         loop.stop()
         client.close(timeout=0)

@@ -138,6 +138,7 @@ class ActorClient:
         self._session: str | None = None
         self._connected = False  # the last call to the learner succeeded
         self._held: int | None = None  # this actor's transitions the learner held at first contact
+        self._last_answer = time.monotonic()  # when a call to the learner last succeeded
         self._acked = 0
         self._next_seq = 1
         self._params: tuple[int, codec.Tree] | None = None
@@ -254,6 +255,11 @@ class ActorClient:
             )
             return self._held
 
+    def silent_for(self) -> float:
+        """Seconds since the learner last answered a call (a few when all is well: the
+        parameter long poll returns every `params_wait` s)."""
+        return time.monotonic() - self._last_answer
+
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything enqueued (and reported) is acknowledged; False on timeout."""
         with self._cond:
@@ -367,6 +373,7 @@ class ActorClient:
                 self._done(self._inflight)  # the learner had it; only the ack was lost
             self._session = reply.session_id
             self._connected = True
+            self._last_answer = time.monotonic()
             if self._held is None:
                 self._held = reply.delivered
             self._counts["handshakes"] += 1
@@ -458,6 +465,7 @@ class ActorClient:
                 self._done(batch)
             return
         with self._cond:
+            self._last_answer = time.monotonic()
             self._acked = max(self._acked, ack.acked_seq)
             self._counts["sent"] += batch.n
             self._done(batch)
@@ -528,6 +536,7 @@ class ActorClient:
                         self._counts["params_received"] += 1
                         self._cond.notify_all()
                 delay = self._backoff[0]
+                self._last_answer = time.monotonic()
                 if received or time.monotonic() - started > self._params_wait / 2:
                     continue  # a normal long poll; otherwise the learner is shutting down
             except grpc.RpcError as e:

@@ -90,6 +90,8 @@ class Actor:
         schema = env_schema(self.env)
         example, _ = self.env.reset(seed=cfg.seed)
         self.spec = AgentSpec.from_example(example, int(np.prod(self.env.action_space.shape)))
+        self.address = address
+        self._last_warning = -math.inf
         self.client = ActorClient(
             address, token, self.actor_id, transport_schema_hash(schema), max_delay=0.5
         )
@@ -137,7 +139,10 @@ class Actor:
     def run(self) -> None:
         """Step until this actor's share of env steps is done, then evaluate and sign off."""
         held = self.client.wait_connected(timeout=120.0)
-        if held is not None and held > self.steps:  # a restart: go on where the learner is
+        if held is None:
+            log.warning("%s: no answer from the learner at %s within 120 s; starting anyway "
+                        "(what it cannot take yet is queued)", self.actor_id, self.address)
+        elif held > self.steps:  # a restart: go on where the learner is
             log.info("%s: the learner holds %d of its steps; going on from there",
                      self.actor_id, held)
             self.steps = held
@@ -148,6 +153,7 @@ class Actor:
         while self.steps < self.share and not self.stopped:
             self.refresh_policy()
             if self.steps >= self.allowed_steps():
+                self._say_if_learner_silent()
                 time.sleep(0.002)  # the learner is behind: let it catch up
                 continue
             action = np.asarray(self.act(obs), dtype=np.float32)
@@ -183,6 +189,15 @@ class Actor:
         if self.eval_env is not None and self.steps % self.cfg.eval_every != 0:
             self.evaluate()  # the final policy, unless just evaluated
         self.client.report({"steps": float(self.steps)}, self.steps, kind="done")
+
+    def _say_if_learner_silent(self) -> None:
+        """While waiting for a learner that does not answer, say so once a minute."""
+        silent = self.client.silent_for()
+        if silent > 30.0 and time.monotonic() - self._last_warning > 60.0:
+            self._last_warning = time.monotonic()
+            log.warning("%s: no answer from the learner at %s for %.0f s; waiting for it "
+                        "(a restarted learner is found at once)", self.actor_id, self.address,
+                        silent)
 
     def evaluate(self) -> None:
         """Evaluate the newest policy and report it (actor 0 only)."""
