@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from serl.agents.checkpoint import leaf_hashes
 from serl.data import EpisodeStore
 from serl.train.checkpoints import latest_checkpoint, load_checkpoint
 from serl.train.config import TrainConfig
-from serl.train.launcher import train
+from serl.train.launcher import Launcher, prepare_run, train
 from serl.train.reports import EVAL_COLUMNS, read_eval_csv
 
 TINY_SAC = {"hidden_dims": [32, 32], "num_qs": 2, "batch_size": 32, "critic_actor_ratio": 2}
@@ -182,6 +183,28 @@ def test_a_restarted_actor_goes_on_where_the_learner_is(tmp_path) -> None:
     rows = replay_rows(run)
     assert len(rows) == 1200  # the run's env steps, not the restarted actor's whole share again
     assert len(np.unique(rows, axis=0)) == 1200
+
+
+@pytest.mark.timeout(300)
+def test_serl_train_resumes_a_learner_that_dies_mid_run(tmp_path) -> None:
+    cfg = prepare_run(pendulum(tmp_path / "run", env_steps=1200, eval_every=100_000), False)
+    launcher = Launcher(cfg, resume=False)
+    codes: list[int] = []
+    supervisor = threading.Thread(target=lambda: codes.append(launcher.supervise()))
+    supervisor.start()
+    try:
+        wait_for(lambda: progress(cfg.path).get("updates", 0) >= 45, 150, "45 updates")
+        killed = launcher.learner
+        killed.send_signal(signal.SIGKILL)  # e.g. the out-of-memory killer
+        supervisor.join(240)
+        assert codes == [0]
+    finally:
+        launcher.stop()
+        supervisor.join(60)
+    assert launcher.learner is not killed and launcher.learner_restarts == 1
+    assert (cfg.path / "resumed_from.json").exists()
+    rows = replay_rows(cfg.path)
+    assert len(rows) == 1200 and len(np.unique(rows, axis=0)) == 1200
 
 
 @pytest.mark.timeout(240)

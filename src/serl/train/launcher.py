@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from serl.train.config import TrainConfig
 from serl.train.learner import run_token
 
 MAX_ACTOR_RESTARTS = 5
+MAX_LEARNER_RESTARTS = 3
 
 
 def _serl(*args: str) -> list[str]:
@@ -35,6 +37,16 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
+
+
+def _exit_name(code: int) -> str:
+    """A return code as a person reads it: "exit code 1", "killed by SIGKILL"."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def _crash_report(log: Path) -> str:
@@ -77,12 +89,16 @@ class Launcher:
         self.env = {**os.environ, "SERL_TOKEN": run_token(self.run)}
         self.logs = self.run / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
+        self._start_learner(resume)
+        self.actors = {i: self._start_actor(i) for i in range(cfg.actors)}
+        self.restarts = 0
+        self.learner_restarts = 0
+
+    def _start_learner(self, resume: bool) -> None:
         (self.run / "learner.json").unlink(missing_ok=True)
         args = ["learner", "--run-dir", str(self.run)] + (["--resume"] if resume else [])
         self.learner = self._spawn(args, "learner")
         self.address = self._wait_for_learner()
-        self.actors = {i: self._start_actor(i) for i in range(cfg.actors)}
-        self.restarts = 0
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen:
         log = (self.logs / f"{name}.log").open("a")
@@ -117,7 +133,7 @@ class Launcher:
             "upd": tqdm(desc="learner steps", unit="upd"),
         }
         try:
-            while self.learner.poll() is None:
+            while self.learner.poll() is None or self._resume_crashed_learner():
                 self._restart_crashed_actors()
                 progress = _read_json(self.run / "progress.json")
                 bars["env"].n = min(progress.get("env_steps", 0), self.cfg.env_steps)
@@ -135,6 +151,26 @@ class Launcher:
         for proc in self.actors.values():
             _stop(proc)
         return self.learner.returncode
+
+    def _resume_crashed_learner(self) -> bool:
+        """Resume a learner that died mid-run from its newest checkpoint, and restart the actors
+        for its new address (they go on from what it stored). False if it finished, or died
+        before its first checkpoint, or too often."""
+        code = self.learner.returncode
+        if code == 0 or self.learner_restarts >= MAX_LEARNER_RESTARTS:
+            return False
+        checkpoint = latest_checkpoint(self.run)
+        if checkpoint is None:
+            return False
+        self.learner_restarts += 1
+        tqdm.write(f"the learner stopped ({_exit_name(code)}); resuming it from checkpoint "
+                   f"{checkpoint.name}")
+        for proc in self.actors.values():
+            proc.kill()  # what the learner did not acknowledge, the new actors take again
+            proc.wait()
+        self._start_learner(resume=True)
+        self.actors = {i: self._start_actor(i) for i in range(self.cfg.actors)}
+        return True
 
     def _restart_crashed_actors(self) -> None:
         for index, proc in self.actors.items():
@@ -180,7 +216,10 @@ def train(cfg: TrainConfig, resume: bool = False, video: bool = True) -> int:
         launcher.stop()
         raise
     if code != 0:
-        print(f"the learner failed ({code}): {_crash_report(launcher.logs / 'learner.log')}")
+        print(f"the learner failed ({_exit_name(code)}): "
+              f"{_crash_report(launcher.logs / 'learner.log')}")
+        if latest_checkpoint(cfg.path) is not None:
+            print(f"continue the run with: serl train {cfg.env_id} --run-dir {cfg.path} --resume")
         return code
     finish_run(cfg, video)
     return 0

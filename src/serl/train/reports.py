@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -131,7 +132,10 @@ def write_video(frames: Iterable[np.ndarray], out: Path, fps: int = 25) -> Path:
     import imageio.v2 as imageio
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with imageio.get_writer(out, fps=fps, codec="libx264", macro_block_size=2) as writer:
-        for frame in frames:
-            writer.append_data(np.asarray(frame, dtype=np.uint8))
+    with warnings.catch_warnings():
+        # ffmpeg runs as a subprocess (fork, then exec at once): JAX's fork warning is moot here
+        warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+        with imageio.get_writer(out, fps=fps, codec="libx264", macro_block_size=2) as writer:
+            for frame in frames:
+                writer.append_data(np.asarray(frame, dtype=np.uint8))
     return out
