@@ -102,6 +102,13 @@ def replay_rows(run_dir: Path) -> np.ndarray:
     return np.concatenate(rows)
 
 
+def assert_stored_once(run_dir: Path, n: int) -> None:
+    """The run's replay holds n transitions, each once: none lost, none duplicated."""
+    rows = replay_rows(run_dir)
+    assert len(rows) == n
+    assert len(np.unique(rows, axis=0)) == n
+
+
 @pytest.mark.timeout(300)
 def test_train_runs_end_to_end_and_writes_its_outputs(tmp_path) -> None:
     cfg = pendulum(tmp_path / "run")
@@ -163,9 +170,7 @@ def test_learner_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path) -> N
     resumed = json.loads((run / "resumed_from.json").read_text())
     assert resumed["checkpoint"] == checkpoint.name
     assert resumed["leaf_hashes"] == saved
-    rows = replay_rows(run)
-    assert len(rows) == 1200  # every acknowledged transition ...
-    assert len(np.unique(rows, axis=0)) == 1200  # ... exactly once
+    assert_stored_once(run, 1200)  # every acknowledged transition, exactly once
 
 
 @pytest.mark.timeout(300)
@@ -180,9 +185,7 @@ def test_a_restarted_actor_goes_on_where_the_learner_is(tmp_path) -> None:
         assert exit_code(procs["actor"], 240, run) == 0
         assert exit_code(procs["learner"], 60, run) == 0
     assert "going on from there" in (run / "actor.log").read_text()
-    rows = replay_rows(run)
-    assert len(rows) == 1200  # the run's env steps, not the restarted actor's whole share again
-    assert len(np.unique(rows, axis=0)) == 1200
+    assert_stored_once(run, 1200)  # the run's env steps, not the restarted actor's share again
 
 
 @pytest.mark.timeout(300)
@@ -203,8 +206,7 @@ def test_serl_train_resumes_a_learner_that_dies_mid_run(tmp_path) -> None:
         supervisor.join(60)
     assert launcher.learner is not killed and launcher.learner_restarts == 1
     assert (cfg.path / "resumed_from.json").exists()
-    rows = replay_rows(cfg.path)
-    assert len(rows) == 1200 and len(np.unique(rows, axis=0)) == 1200
+    assert_stored_once(cfg.path, 1200)
 
 
 @pytest.mark.timeout(240)
