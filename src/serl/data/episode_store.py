@@ -27,17 +27,20 @@ periodically, and `load_episodes` refills any buffer from it after a restart.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import zarr
+from zarr.api.asynchronous import open_group as open_group_async
+from zarr.core.sync import sync  # runs on zarr's own loop: also inside Jupyter's
 
 from serl.data.replay import Buffer
 from serl.data.schema import Episode, Schema, check_episode
@@ -50,6 +53,8 @@ LAYOUT = (
 )
 _EPISODE_NAME = re.compile(r"^\d{6,}$")
 _INCOMPLETE = "_incomplete"
+_STEP_ARRAYS = ("actions", "rewards", "terminated", "truncated")
+T = TypeVar("T")
 
 
 class EpisodeStore:
@@ -124,24 +129,46 @@ class EpisodeStore:
         return self._read(self._index(index))
 
     def __iter__(self) -> Iterator[Episode]:
-        for i in range(len(self)):
-            yield self._read(i)
+        for episode, _ in self.items():
+            yield episode
+
+    def items(self, window: int = 64) -> Iterator[tuple[Episode, dict[str, Any]]]:
+        """Every episode with its attrs, in order, reading `window` of them concurrently (a
+        resumed learner rereads its whole replay this way)."""
+        yield from self._concurrently(self._read_async, window)
+
+    def all_attrs(self, window: int = 256) -> list[dict[str, Any]]:
+        """Every episode's attrs, in order (read concurrently)."""
+        return list(self._concurrently(self._attrs_async, window))
+
+    def _concurrently(self, read: Callable[[int], Awaitable[T]], window: int) -> Iterator[T]:
+        n = len(self)
+        for first in range(0, n, window):
+            yield from sync(_gather(read(i) for i in range(first, min(n, first + window))))
 
     def _read(self, index: int) -> Episode:
-        group = zarr.open_group(self.path / "episodes" / f"{index:06d}", mode="r")
-        obs = group["observations"]
-        return Episode(
-            observations={k: obs[k][...] for k in self.schema.obs_specs},
-            actions=group["actions"][...],
-            rewards=group["rewards"][...],
-            terminated=group["terminated"][...],
-            truncated=group["truncated"][...],
-        )
+        return sync(self._read_async(index))[0]
+
+    async def _group(self, index: int) -> Any:
+        return await open_group_async(self.path / "episodes" / f"{index:06d}", mode="r")
+
+    async def _attrs_async(self, index: int) -> dict[str, Any]:
+        return dict((await self._group(index)).attrs)
+
+    async def _read_async(self, index: int) -> tuple[Episode, dict[str, Any]]:
+        group = await self._group(index)
+        obs = await group.getitem("observations")
+        keys = list(self.schema.obs_specs)
+        arrays = [await obs.getitem(k) for k in keys]
+        arrays += [await group.getitem(name) for name in _STEP_ARRAYS]
+        values = await asyncio.gather(*(a.getitem(...) for a in arrays))
+        observations = dict(zip(keys, values[: len(keys)], strict=True))
+        steps = dict(zip(_STEP_ARRAYS, values[len(keys):], strict=True))
+        return Episode(observations=observations, **steps), dict(group.attrs)
 
     def attrs(self, index: int) -> dict[str, Any]:
         """The attributes stored with an episode: its length and what `append` was given."""
-        group = zarr.open_group(self.path / "episodes" / f"{self._index(index):06d}", mode="r")
-        return group.attrs.asdict()
+        return sync(self._attrs_async(self._index(index)))
 
     def append(self, episode: Episode, attrs: Mapping[str, Any] | None = None) -> int:
         """Write one complete episode durably, with optional JSON `attrs`; return its index."""
@@ -156,7 +183,7 @@ class EpisodeStore:
         obs = group.create_group("observations")
         for key, frames in ep.observations.items():
             _write(obs, key, frames)
-        for name in ("actions", "rewards", "terminated", "truncated"):
+        for name in _STEP_ARRAYS:
             _write(group, name, getattr(ep, name))
         fsync_tree(tmp)
         episodes = self.path / "episodes"
@@ -177,6 +204,10 @@ class EpisodeStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+async def _gather(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    return await asyncio.gather(*awaitables)
 
 
 def load_episodes(buffer: Buffer, episodes: Iterable[Episode]) -> int:

@@ -283,11 +283,9 @@ def load_labelled(paths: Iterable[str | Path], keys: Sequence[str] | None = None
             use = tuple(keys) if keys is not None else store.schema.image_keys
             if not use:
                 raise ValueError(f"{path}: no camera observations to classify")
-            for i in range(len(store)):
-                attrs = store.attrs(i)
+            for i, (ep, attrs) in enumerate(store.items()):
                 if "labels" not in attrs:
                     raise ValueError(f"{path}: episode {i} has no labels (record-transitions)")
-                ep = store[i]
                 lab = np.asarray(attrs["labels"], np.int64)
                 if len(lab) != len(ep) + 1:
                     raise ValueError(

@@ -4,6 +4,7 @@ a store; replay its episodes to video."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
 from collections import Counter
@@ -49,7 +50,7 @@ def observation_norm(store_path: str | Path, min_std: float = 1e-2) -> tuple:
     the agent's input standardisation, so a few millimetres of gripper-to-cube distance are a
     visible change to the networks rather than a rounding error on absolute positions."""
     with EpisodeStore.open(store_path) as store:
-        episodes = [store[i] for i in range(len(store))]
+        episodes = list(store)
         return episodes_norm(episodes, store.schema.image_keys, min_std)
 
 
@@ -378,8 +379,7 @@ def replay_video(
     from serl.train.reports import write_video
 
     with EpisodeStore.open(path) as store:
-        count = len(store) if episodes is None else min(episodes, len(store))
-        items = [(store[i], store.attrs(i)) for i in range(count)]
+        items = list(itertools.islice(store.items(), episodes))
         image_keys = store.schema.image_keys
     if not items:
         raise ValueError(f"{path}: no episodes to replay")
@@ -402,7 +402,7 @@ def replay_video(
         frames += shown
         deviations.append(deviation)
     write_video(frames, out, fps=fps)
-    result: dict[str, Any] = {"video": str(out), "episodes": count, "frames": len(frames)}
+    result: dict[str, Any] = {"video": str(out), "episodes": len(items), "frames": len(frames)}
     if deviations:
         result["max_obs_deviation"] = float(max(deviations))
     return result

@@ -99,8 +99,7 @@ def store_goal_examples(
                 f"{path}: goal examples need per-frame cameras {[(k, specs[k]) for k in bad]} "
                 f"(the env's), found {[(k, theirs.get(k)) for k in bad]}"
             )
-        for i in range(len(store)):
-            episode, attrs = store[i], store.attrs(i)
+        for i, (episode, attrs) in enumerate(store.items()):
             labels = np.asarray(attrs.get("labels", np.ones(len(episode) + 1)), np.int64)
             if len(labels) != len(episode) + 1:
                 raise ValueError(
@@ -214,14 +213,12 @@ class Learner:
         A batch stored only in part (the learner died between its pieces) is left out and not
         acknowledged: its actor sends it again, and the pieces already stored are not rewritten.
         """
-        all_attrs = [self.replay.attrs(index) for index in range(len(self.replay))]
-        self._stored_parts = _unfinished_batches(all_attrs)
+        self._stored_parts = _unfinished_batches(self.replay.all_attrs())
         steps, per_actor, marks = 0, {}, {}
-        for index, attrs in enumerate(all_attrs):
+        for fragment, attrs in self.replay.items():
             actor = attrs["actor"]
             if self._stored_parts.get(actor, (0,))[0] == attrs["seq"]:
                 continue
-            fragment = self.replay[index]
             self._insert(fragment, attrs.get("intervened", ()))
             steps += len(fragment)
             per_actor[actor] = per_actor.get(actor, 0) + len(fragment)
@@ -242,10 +239,10 @@ class Learner:
         with EpisodeStore.open(demos) as store:
             if store.schema != self.raw_schema:
                 raise ValueError(f"{demos}: demo schema differs from {cfg.env_id}'s")
-            for i in range(len(store)):
-                episode = chunk_episode(store[i], cfg.obs_horizon, cfg.act_exec_horizon)
+            for stored, attrs in store.items():
+                episode = chunk_episode(stored, cfg.obs_horizon, cfg.act_exec_horizon)
                 add_episode(demo_buffer, episode)
-                if is_success(episode, store.attrs(i)):
+                if is_success(episode, attrs):
                     self.demo_goals.append({k: v[-1] for k, v in episode.observations.items()})
         return demo_buffer
 
