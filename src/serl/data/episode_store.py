@@ -132,9 +132,10 @@ class EpisodeStore:
         for episode, _ in self.items():
             yield episode
 
-    def items(self, window: int = 64) -> Iterator[tuple[Episode, dict[str, Any]]]:
+    def items(self, window: int | None = None) -> Iterator[tuple[Episode, dict[str, Any]]]:
         """Every episode with its attrs, in order, reading `window` of them concurrently (a
-        resumed learner rereads its whole replay this way)."""
+        resumed learner rereads its whole replay this way); default 64, 8 with cameras."""
+        window = window or (8 if self.schema.image_keys else 64)  # camera episodes are large
         yield from self._concurrently(self._read_async, window)
 
     def all_attrs(self, window: int = 256) -> list[dict[str, Any]]:
