@@ -92,3 +92,12 @@ def test_a_saved_vice_agent_restores_both_parts_exactly(tmp_path):
     restored = restore(tmp_path / "agent")
     assert restored.config == cfg and restored.classifier.config == CLF
     assert leaf_hashes(restored) == leaf_hashes(state)
+
+
+def test_negatives_are_the_agents_frames_not_demo_rows():
+    demo = np.array([1, 0, 1, 0, 1, 0, 0, 1], np.float32)  # a mixed batch's demo marks
+    batch = {"actions": np.zeros((8, 4), np.float32), "demo": demo}
+    assert vice.agent_rows(batch, 4).tolist() == [1, 3, 5, 6]
+    assert sorted(vice.agent_rows(batch, 6).tolist()[:4]) == [1, 3, 5, 6]  # then demo rows
+    del batch["demo"]  # no demos: any rows are the agent's
+    assert vice.agent_rows(batch, 3).tolist() == [0, 1, 2]

@@ -99,6 +99,13 @@ def classifier_rewards(
     return jnp.maximum(jax.nn.log_sigmoid(logit), config.min_log_prob)
 
 
+def agent_rows(batch: Mapping[str, Any], n: int) -> jax.Array:
+    """Indices of `n` batch rows the agent collected: demo rows (a demo ends in goal frames)
+    only if there are too few others."""
+    demo = batch.get("demo", jnp.zeros(batch["actions"].shape[0]))
+    return jnp.argsort(demo, stable=True)[:n]
+
+
 @functools.partial(jax.jit, donate_argnums=0)
 def update(state: VICEState, batch: Mapping[str, Any]) -> tuple[VICEState, dict[str, jax.Array]]:
     """One VICE step: classifier step, rewards relabelled by it, DrQ step. Rebind the state."""
@@ -107,10 +114,10 @@ def update(state: VICEState, batch: Mapping[str, Any]) -> tuple[VICEState, dict[
     cams = state.classifier.spec.keys
     n_goal = goals[cams[0]].shape[0]
     nxt = batch["next_observations"]
-    n_neg = min(n_goal, nxt[cams[0]].shape[0])
-    # Positives: the goal examples; negatives: the newest frames the agent itself reached.
-    images = {k: jnp.concatenate([goals[k], nxt[k][-n_neg:]], axis=0) for k in cams}
-    labels = jnp.concatenate([jnp.ones(n_goal), jnp.zeros(n_neg)])
+    negatives = agent_rows(batch, min(n_goal, nxt[cams[0]].shape[0]))
+    # Positives: the goal examples; negatives: frames the agent itself reached.
+    images = {k: jnp.concatenate([goals[k], nxt[k][negatives]], axis=0) for k in cams}
+    labels = jnp.concatenate([jnp.ones(n_goal), jnp.zeros(len(negatives))])
     classifier, c_metrics = clf.update_step(state.classifier, images, labels)
 
     agent_batch = as_float_batch({k: v for k, v in batch.items() if k != "goal_observations"})
