@@ -152,6 +152,17 @@ def learner_and_actor(run: Path, **kw) -> Iterator[dict[str, subprocess.Popen]]:
                 proc.kill()
 
 
+@pytest.mark.timeout(120)
+def test_the_cli_states_a_users_mistake_in_one_line(tmp_path) -> None:
+    command = [sys.executable, "-m", "serl.cli", "eval", str(tmp_path / "no-run")]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "no training config" in out.stderr and "Traceback" not in out.stderr
+    debug = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "SERL_DEBUG": "1"})
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
 @pytest.mark.timeout(300)
 def test_learner_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path) -> None:
     run = tmp_path / "run"

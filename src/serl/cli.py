@@ -445,9 +445,23 @@ def main(argv: list[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
+# Errors whose message says what to do: shown as one line; SERL_DEBUG=1 shows the traceback.
+_USER_ERRORS = (FileExistsError, FileNotFoundError, ValueError, RuntimeError, TimeoutError)
+
+
 def entry_point() -> None:
     """Console-script entry: exit with the subcommand's code."""
-    raise SystemExit(main())
+    import os
+    import sys
+
+    try:
+        code = main()
+    except _USER_ERRORS as e:
+        if os.environ.get("SERL_DEBUG"):
+            raise
+        print(f"serl: {type(e).__name__}: {e}\n(SERL_DEBUG=1 shows the traceback)", file=sys.stderr)
+        code = 1
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

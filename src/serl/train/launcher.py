@@ -112,7 +112,7 @@ class Launcher:
                 return address
             if self.learner.poll() is not None:
                 raise RuntimeError(
-                    f"the learner exited ({self.learner.returncode}) before listening: "
+                    f"the learner exited ({_exit_name(self.learner.returncode)}) before listening: "
                     + _crash_report(self.logs / "learner.log")
                 )
             time.sleep(0.2)
