@@ -86,7 +86,8 @@ class Launcher:
     def __init__(self, cfg: TrainConfig, resume: bool) -> None:
         self.cfg = cfg
         self.run = cfg.path
-        self.env = {**os.environ, "SERL_TOKEN": run_token(self.run)}
+        # SERL_DEBUG: the processes' logs keep whole tracebacks, ending in the error's line
+        self.env = {**os.environ, "SERL_TOKEN": run_token(self.run), "SERL_DEBUG": "1"}
         self.logs = self.run / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self._start_learner(resume)
