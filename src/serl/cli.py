@@ -138,18 +138,31 @@ def train(
 ) -> int:
     """Train with a learner and actor processes on this machine (the env's recipe by default).
 
-    --intervene sim lets the simulated human take over stalled or straying training episodes
-    (a device name: a person at it); off by default, kept for --resume. Pair it with
-    --preset sac_hil (Q-filtered cloning of the corrections).
-    --reward-classifier DIR (from `serl train-classifier`) makes its success probability the
-    reward and the episode end (RUN_DIR/reward.json; kept for --resume).
-    --agent vice learns its reward online from goal examples: --goal-examples PATH (an episode
-    store; labelled ones from record-transitions give their success frames), else the final
-    frames of the successful demos.
-    --obs-horizon T gives the agent stacks of its last T observations; --act-exec-horizon K
-    makes each agent step a chunk of K env actions run open-loop (env steps then count
-    agent steps).
-    --env-kwargs JSON makes the env (e.g. '{"image_size": 64}'); recorded demos use it too.
+    Unset options take the env's recipe (serl.train.config.RECIPES), else TrainConfig's default.
+    --intervene and --reward-classifier are kept for --resume; pair --intervene with --preset
+    sac_hil (Q-filtered cloning of the corrections). Labelled goal-example stores (from
+    record-transitions) give their success frames. With action chunks, env steps count agent
+    steps.
+
+    Args:
+        env_id: A serl env id, or any gymnasium env with Box (or dict of Box) spaces.
+        agent: sac (state), drq (cameras), bc, or vice (drq that learns its reward online).
+        demos: An episode store of demonstrations (from record-demos).
+        num_demos: Scripted demos to record into RUN_DIR/demos when --demos is not given.
+        env_steps: Env steps in all, over all actors.
+        seed: Seeds the envs, the agent and the replay sampler.
+        run_dir: The run's directory (default: runs/<env>/<agent>-s<seed>, numbered).
+        actors: Actor processes.
+        resume: Continue the run in --run-dir (unset: the newest for this env, agent and seed).
+        eval_every: Env steps (of actor 0) between evaluations.
+        video: Write an mp4 of the final policy into the run directory.
+        preset: An agent preset of serl.agents.PRESETS, e.g. sac_demo, sac_hil, drq_small.
+        intervene: Who may take over stalled training episodes: sim, or a person at a device.
+        reward_classifier: A train-classifier dir: its success probability is reward and end.
+        goal_examples: VICE's positives (an episode store); default: the demos' final frames.
+        obs_horizon: The agent sees stacks of its last T observations.
+        act_exec_horizon: Each agent step runs a chunk of K env actions open-loop.
+        env_kwargs: A JSON object of env arguments, e.g. '{"image_size": 64}' (demos too).
     """
     from serl.train.launcher import train as launch
 
@@ -187,7 +200,12 @@ def train(
 
 
 def learner(run_dir: Path, resume: bool = False) -> int:
-    """Run the learner of RUN_DIR (its config.json) and listen for actors."""
+    """Run the learner of RUN_DIR (its config.json) and listen for actors.
+
+    Args:
+        run_dir: The run's directory, holding config.json (e.g. from a local serl train).
+        resume: Continue from the newest checkpoint and the replay already stored.
+    """
     from serl.train.config import TrainConfig
     from serl.train.learner import run_learner
 
@@ -206,7 +224,14 @@ def actor(
     """Run actor INDEX against a learner at HOST:PORT (token from --token or $SERL_TOKEN).
 
     A restarted actor goes on from the steps of it the learner holds (or --start-step, if more).
-    --intervene overrides the run's intervention.json (e.g. a person at this machine's gamepad).
+
+    Args:
+        learner: The learner's HOST:PORT (RUN_DIR/learner.json on its machine).
+        config: A copy of the run's config.json.
+        index: This actor's number, 0 to actors - 1 (actor 0 evaluates).
+        start_step: Env steps this actor already took (the learner's count when more).
+        token: The run's secret (RUN_DIR/token); default: $SERL_TOKEN.
+        intervene: Overrides the run's intervention.json, e.g. a person at this gamepad.
     """
     import json
     import os
@@ -227,7 +252,13 @@ def actor(
 def evaluate(
     run_dir: tyro.conf.Positional[Path], episodes: int = 20, video: Path | None = None
 ) -> None:
-    """Evaluate a run's newest checkpoint; print JSON with success_rate and mean_return."""
+    """Evaluate a run's newest checkpoint; print JSON with success_rate and mean_return.
+
+    Args:
+        run_dir: The run's directory.
+        episodes: Evaluation episodes (deterministic policy, seeds apart from training's).
+        video: Also write an mp4 of the episodes here.
+    """
     import json
 
     from serl.train.evaluation import evaluate_run
@@ -248,7 +279,21 @@ def robot_server(
     watchdog_s: float = 0.5,
     token: str | None = None,
 ) -> int:
-    """Serve the robot HTTP API (OpenAPI at /openapi.json); token: --token or $SERL_ROBOT_TOKEN."""
+    """Serve the robot HTTP API (OpenAPI at /openapi.json); token: --token or $SERL_ROBOT_TOKEN.
+
+    Args:
+        backend: sim (MuJoCo, no hardware) or franka (libfranka; pip install 'serl[robot]').
+        host: Address to listen on; keep 127.0.0.1 unless a token is set.
+        port: Port to listen on.
+        scene: The sim backend's scene.
+        cameras: The sim backend's cameras.
+        camera_size: The sim cameras' image size in pixels (square).
+        robot_ip: The arm's address (franka backend).
+        gripper: The gripper on the arm (franka backend).
+        robotiq_port: The Robotiq gripper's serial port.
+        watchdog_s: Hold the arm when no command arrived for this long.
+        token: The API's secret; default: $SERL_ROBOT_TOKEN.
+    """
     import os
 
     from serl.robot.backends import make_backend
