@@ -63,9 +63,19 @@ def record_demos(
 ) -> None:
     """Record demonstrations into an episode store (successful episodes only, by default).
 
-    With a teleop device the sim runs in real time in a MuJoCo viewer window (--no-viewer to
-    drive it blind); --action-scale scales the device's full deflection. --env-kwargs takes
-    JSON (e.g. '{"image_size": 64}'): use the same kwargs as the training run.
+    With a teleop device the sim runs in real time in a MuJoCo viewer window.
+
+    Args:
+        env_id: The env to demonstrate in.
+        out: The episode store to write (it must not exist).
+        expert: Who acts: the env's scripted expert, or a person at a teleop device.
+        episodes: Episodes to keep.
+        seed: The first episode's reset seed (the next ones follow it).
+        keep_failures: Keep failed episodes too.
+        noise: Std of the Gaussian noise on the scripted expert's xyz actions.
+        action_scale: The action a teleop device's full deflection gives.
+        viewer: Show the MuJoCo viewer while a person drives (--no-viewer: blind).
+        env_kwargs: A JSON object of env arguments: use the training run's.
     """
     from serl.robot.teleop import DeviceError
     from serl.train.demos import record_demos as record
@@ -99,7 +109,15 @@ def demos(
     episodes: int | None = None,
 ) -> None:
     """`demos info PATH`: summarise a demo store as JSON; `demos video PATH --out X.mp4`:
-    replay its episodes to video (camera frames as stored, else re-simulated from seeds)."""
+    replay its episodes to video (camera frames as stored, else re-simulated from seeds).
+
+    Args:
+        command: info or video.
+        path: The episode store.
+        out: Where video writes the mp4.
+        env_id: The env to re-simulate in (default: the one stored with each episode).
+        episodes: Replay only the first N episodes.
+    """
     import json
 
     from serl.train.demos import replay_video, summarize_demos
