@@ -34,7 +34,14 @@ def render(
     seed: int = 0,
     size: int = 256,
 ) -> None:
-    """Write a PNG of the front and wrist cameras of a serl sim env at reset."""
+    """Write a PNG of the front and wrist cameras of a serl sim env at reset.
+
+    Args:
+        env_id: A serl sim env with cameras.
+        out: The PNG to write.
+        seed: The reset seed (where the objects start).
+        size: Each camera's image size in pixels (square).
+    """
     import gymnasium as gym
     import imageio.v3 as iio
 
@@ -344,8 +351,17 @@ def record_transitions(
     --device sim labels every frame with the sim's info["success"] (scripted expert, expert
     then random, and random episodes in turn); with a teleop device a person drives and
     labels: the success event (Enter / A / ...) marks the current and later frames successful,
-    the failure event (Backspace / B / ...) marks them failed again. --env-kwargs takes JSON
-    (default for serl's pick-cube ids: the dense variant, which keeps going past success).
+    the failure event (Backspace / B / ...) marks them failed again.
+
+    Args:
+        env_id: The env to record in.
+        out: The episode store to write.
+        episodes: Episodes to record.
+        device: sim (labels from the sim's success flag) or a teleop device (a person labels).
+        seed: The first episode's reset seed.
+        noise: Std of the Gaussian noise on the scripted expert's xyz actions (sim).
+        env_kwargs: A JSON object of env arguments (default for pick-cube: its dense variant).
+        action_scale: The action a teleop device's full deflection gives.
     """
     import json
 
@@ -386,8 +402,20 @@ def train_classifier(
 
     Held out: --eval-store episodes (record them from other seeds), else --holdout-fraction of
     the episodes. Writes OUT/classifier.json + OUT/state (the checkpoint), OUT/report.json
-    (accuracy, precision/recall, threshold, calibration) and OUT/calibration.png. With
-    --pretrained WEIGHTS.npz the ResNet-10 backbone is loaded and frozen.
+    (accuracy, precision/recall, threshold, calibration) and OUT/calibration.png.
+
+    Args:
+        stores: Labelled episode stores to train on.
+        out: The directory to write the classifier into.
+        eval_store: Labelled stores to hold out for the report (else --holdout-fraction).
+        steps: Gradient steps.
+        batch_size: Frames per step, half of them successes.
+        image_size: Resize frames to this many pixels square (None: as stored).
+        backbone: The image encoder: small (trained here) or resnet10.
+        pretrained: ResNet-10 weights (.npz) to load and freeze.
+        cameras: The camera keys to classify (default: all the stores' cameras).
+        holdout_fraction: Share of the episodes held out when no --eval-store is given.
+        seed: Seeds the split, the initialisation and the batches.
     """
     import json
 
@@ -452,6 +480,19 @@ def train_fb(
     Each direction rewards itself with its own classifier (--forward-classifier,
     --backward-classifier), else with the env's reward (the sim's truth). The real robot:
     serl/FrankaBinRelocationForward-v0 --backward-env-id serl/FrankaBinRelocationBackward-v0.
+
+    Args:
+        env_id: The forward task's env (the sim's serves both directions).
+        backward_env_id: The backward task's env, when it is another (the real robot's).
+        forward_classifier: The forward direction's success classifier (train-classifier).
+        backward_classifier: The backward direction's success classifier.
+        forward_demos: Demos of the forward task (an episode store).
+        backward_demos: Demos of the backward task.
+        agent: sac (state) or drq (cameras), for both directions.
+        preset: An agent preset of serl.agents.PRESETS for both.
+        env_steps: Env steps in all, over both directions.
+        seed: Seeds the env and both agents.
+        run_dir: The run's directory (forward/ and backward/ inside).
     """
     import json
 
