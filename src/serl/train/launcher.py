@@ -1,9 +1,9 @@
 """`serl train`: one learner and K actors as processes on this machine, with progress bars.
 
 The launcher records demos if the recipe wants them, starts the learner, waits for its
-address, starts the actors (restarting any that crash, where they left off), shows progress,
-stops everything cleanly on Ctrl-C, and at the end writes a learning-curve PNG and an mp4 of
-evaluation episodes into the run directory.
+address, starts the actors, shows progress, restarts an actor that crashes and resumes a
+learner that dies mid-run (each where it left off), stops everything cleanly on Ctrl-C, and at
+the end writes a learning-curve PNG and an mp4 of evaluation episodes into the run directory.
 """
 
 from __future__ import annotations
@@ -154,18 +154,14 @@ class Launcher:
         return self.learner.returncode
 
     def _resume_crashed_learner(self) -> bool:
-        """Resume a learner that died mid-run from its newest checkpoint, and restart the actors
-        for its new address (they go on from what it stored). False if it finished, or died
-        before its first checkpoint, or too often."""
+        """Resume a learner that died mid-run (its replay, newest checkpoint) and restart the
+        actors for its new address; they go on from what it stored. False if it finished, or
+        died too often."""
         code = self.learner.returncode
         if code == 0 or self.learner_restarts >= MAX_LEARNER_RESTARTS:
             return False
-        checkpoint = latest_checkpoint(self.run)
-        if checkpoint is None:
-            return False
         self.learner_restarts += 1
-        tqdm.write(f"the learner stopped ({_exit_name(code)}); resuming it from checkpoint "
-                   f"{checkpoint.name}")
+        tqdm.write(f"the learner stopped ({_exit_name(code)}); resuming it")
         for proc in self.actors.values():
             proc.kill()  # what the learner did not acknowledge, the new actors take again
             proc.wait()
@@ -219,8 +215,7 @@ def train(cfg: TrainConfig, resume: bool = False, video: bool = True) -> int:
     if code != 0:
         print(f"the learner failed ({_exit_name(code)}): "
               f"{_crash_report(launcher.logs / 'learner.log')}")
-        if latest_checkpoint(cfg.path) is not None:
-            print(f"continue the run with: serl train {cfg.env_id} --run-dir {cfg.path} --resume")
+        print(f"continue the run with: serl train {cfg.env_id} --run-dir {cfg.path} --resume")
         return code
     finish_run(cfg, video)
     return 0
