@@ -81,6 +81,11 @@ def wait_for(condition, timeout: float, what: str, procs=()) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def wait_for_updates(run_dir: Path, n: int, *procs: subprocess.Popen) -> None:
+    """Until the run's learner has made n updates (its progress.json says so)."""
+    wait_for(lambda: progress(run_dir).get("updates", 0) >= n, 150, f"{n} updates", procs)
+
+
 def exit_code(proc: subprocess.Popen, timeout: float, run_dir: Path) -> int:
     """The process's exit code; past `timeout`, fail showing what learner and actor last said."""
     try:
@@ -167,8 +172,7 @@ def test_the_cli_states_a_users_mistake_in_one_line(tmp_path) -> None:
 def test_learner_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path) -> None:
     run = tmp_path / "run"
     with learner_and_actor(run, env_steps=1200, eval_every=100_000) as procs:
-        wait_for(lambda: progress(run).get("updates", 0) >= 45, 150, "45 updates",
-                 [procs["learner"]])
+        wait_for_updates(run, 45, procs["learner"])
         procs["learner"].send_signal(signal.SIGKILL)
         procs["learner"].wait(10)
         checkpoint = latest_checkpoint(run)
@@ -207,7 +211,7 @@ def test_serl_train_resumes_a_learner_that_dies_mid_run(tmp_path) -> None:
     supervisor = threading.Thread(target=lambda: codes.append(launcher.supervise()))
     supervisor.start()
     try:
-        wait_for(lambda: progress(cfg.path).get("updates", 0) >= 45, 150, "45 updates")
+        wait_for_updates(cfg.path, 45)
         killed = launcher.learner
         killed.send_signal(signal.SIGKILL)  # e.g. the out-of-memory killer
         supervisor.join(240)
@@ -224,8 +228,7 @@ def test_serl_train_resumes_a_learner_that_dies_mid_run(tmp_path) -> None:
 def test_sigterm_writes_a_final_checkpoint_and_exits_zero(tmp_path) -> None:
     run = tmp_path / "run"
     with learner_and_actor(run, env_steps=100_000, checkpoint_every=100_000) as procs:
-        wait_for(lambda: progress(run).get("updates", 0) >= 10, 150, "10 updates",
-                 [procs["learner"]])
+        wait_for_updates(run, 10, procs["learner"])
         procs["learner"].send_signal(signal.SIGTERM)
         assert exit_code(procs["learner"], 60, run) == 0
     checkpoint = latest_checkpoint(run)
