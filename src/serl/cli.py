@@ -135,10 +135,57 @@ def demos(
         print(json.dumps(replay_video(path, out, env_id=env_id, episodes=episodes)))
 
 
+def weights(
+    command: tyro.conf.Positional[Literal["list", "convert", "clear"]] = "list",
+    path: Path | None = None,
+    backbone: Literal["mobilenet_v2", "resnet10"] = "resnet10",
+) -> None:
+    """The pretrained-weight cache: `list` what it holds (JSON), `convert` a file into it now
+    (--path; "imagenet" is the bundled MobileNetV2), `clear` it (files are converted again when
+    next needed).
+
+    Args:
+        command: list, convert or clear.
+        path: For convert: the original SERL's resnet10_params.pkl, LeRobot's ResNet-10
+            model.safetensors, a torchvision MobileNetV2 .pth, or "imagenet".
+        backbone: For convert: the network the file holds.
+    """
+    import json
+    import shutil
+
+    from serl.networks import cached_weights, resolve_pretrained, weight_cache_dir
+
+    if command == "convert":
+        if path is None:
+            raise ValueError("serl weights convert needs --path FILE (or --path imagenet)")
+        source = "imagenet" if str(path) == "imagenet" else path
+        print(resolve_pretrained("mobilenet_v2" if source == "imagenet" else backbone, source))
+    elif command == "clear":
+        entries = cached_weights()
+        shutil.rmtree(weight_cache_dir(), ignore_errors=True)
+        print(f"removed {len(entries)} converted weight files from {weight_cache_dir()}")
+    else:
+        print(json.dumps({"cache": str(weight_cache_dir()), "files": cached_weights()}, indent=2))
+
+
 def _config(env_id: str, **overrides: object) -> TrainConfig:
     from serl.train.config import recipe
 
     return recipe(env_id, **overrides)
+
+
+def _encoder_overrides(backbone: str | None, pretrained: Path | None) -> dict | None:
+    """Agent overrides for --encoder / --pretrained (None when neither is given)."""
+    encoder: dict[str, object] = {}
+    if backbone is not None:  # MobileNetV2 cut at stride 16 (8x8x96), ResNet-10 whole (4x4x512)
+        encoder |= {"backbone": backbone, "feature_stride": 16 if backbone == "mobilenet_v2"
+                    else None}
+        if backbone != "mobilenet_v2" and pretrained is None:
+            raise ValueError(f"--encoder {backbone} needs --pretrained PATH (its weights: the "
+                             "original SERL's resnet10_params.pkl or LeRobot's model.safetensors)")
+    if pretrained is not None:
+        encoder["pretrained_path"] = str(pretrained.absolute())
+    return {"encoder": encoder} if encoder else None
 
 
 def train(
@@ -160,6 +207,8 @@ def train(
     obs_horizon: int | None = None,
     act_exec_horizon: int | None = None,
     env_kwargs: str | None = None,
+    encoder: Literal["mobilenet_v2", "resnet10"] | None = None,
+    pretrained: Path | None = None,
 ) -> int:
     """Train with a learner and actor processes on this machine (the env's recipe by default).
 
@@ -188,6 +237,10 @@ def train(
         obs_horizon: The agent sees stacks of its last T observations.
         act_exec_horizon: Each agent step runs a chunk of K env actions open-loop.
         env_kwargs: A JSON object of env arguments, e.g. '{"image_size": 64}' (demos too).
+        encoder: The camera backbone (frozen): mobilenet_v2 (ImageNet weights ship with serl)
+            or resnet10 (give --pretrained).
+        pretrained: The backbone's weights: the original SERL's resnet10_params.pkl, LeRobot's
+            ResNet-10 model.safetensors, a torchvision MobileNetV2 .pth, or a serl .npz.
     """
     from serl.train.launcher import train as launch
 
@@ -207,6 +260,7 @@ def train(
         obs_horizon=obs_horizon,
         act_exec_horizon=act_exec_horizon,
         env_kwargs=_json_kwargs(env_kwargs, "train"),
+        agent_overrides=_encoder_overrides(encoder, pretrained),
     )
     if intervene is not None:
         from serl.train.checkpoints import latest_checkpoint
@@ -538,6 +592,7 @@ def main(argv: list[str] | None = None) -> int:
             "eval": evaluate,
             "record-demos": record_demos,
             "demos": demos,
+            "weights": weights,
             "render": render,
             "robot-server": robot_server,
             "record-transitions": record_transitions,

@@ -4,6 +4,7 @@ state, non-finite update skipping, frozen-parameter bookkeeping and batch checks
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -17,7 +18,7 @@ from flax import struct, traverse_util
 
 from serl.networks import (
     BACKBONE_NAME,
-    BACKBONES,
+    FEATURE_DTYPE,
     POOLINGS,
     FlattenObservation,
     ObservationEncoder,
@@ -25,6 +26,8 @@ from serl.networks import (
     image_encoder_factory,
     load_params_npz,
     load_pretrained,
+    make_backbone,
+    resolve_pretrained,
 )
 
 Params = Any
@@ -37,10 +40,20 @@ class EncoderConfig:
     """Image encoder per camera plus proprio encoder (the DrQ observation encoder).
 
     `image_keys=None` treats every observation key whose per-sample shape is [H,W,C] or
-    [T,H,W,C] as a camera; all other keys are proprio. `pretrained_path` names a local `.npz`
-    in the format of `serl.networks.pretrained`, loaded into every camera's backbone.
-    With `freeze_backbone` the backbone gets no gradient and no optimizer state: its parameters
-    live in the agent state's `frozen` subtree.
+    [T,H,W,C] as a camera; all other keys are proprio. `pretrained_path` names the backbone's
+    weights for `serl.networks.resolve_pretrained`: "imagenet" (mobilenet_v2), a local `.npz`
+    in serl's format, or another tool's file (converted once into the weight cache); they are
+    loaded into every camera's backbone. With `freeze_backbone` the backbone gets no gradient
+    and no optimizer state: its parameters live in the agent state's `frozen` subtree.
+    `feature_stride` cuts the backbone at an earlier output stride (None: its full depth).
+
+    `cache_features` (a frozen backbone only): the backbone's output for a stored frame never
+    changes, so the training layer computes it once per frame and the learner's batches carry
+    feature maps (`batch_spec`) instead of pixels; one backbone, shared by the cameras, runs
+    only where raw frames arrive (the actor's policy, the feature cache). `cached_views` K > 1
+    also caches the features of K - 1 copies of each frame shifted by up to `view_shift_pad`
+    pixels (fixed offsets), and each sample draws one of the K: DrQ's random shift, paid once
+    per frame at insert instead of once per batch.
     """
 
     backbone: str = "resnet10"
@@ -52,12 +65,20 @@ class EncoderConfig:
     freeze_backbone: bool = False
     pretrained_path: str | None = None
     image_keys: tuple[str, ...] | None = None
+    feature_stride: int | None = None
+    cache_features: bool = False
+    cached_views: int = 1
+    view_shift_pad: int = 4
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {self.backbone!r}; choose from {BACKBONES}")
+        make_backbone(self.backbone, self.feature_stride)  # a known backbone and stride
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}; choose from {POOLINGS}")
+        if self.cache_features and not self.freeze_backbone:
+            raise ValueError("cache_features needs freeze_backbone: a trained backbone's "
+                             "features change with every update")
+        if self.cached_views < 1 or (self.cached_views > 1 and not self.cache_features):
+            raise ValueError("cached_views must be >= 1, and > 1 only with cache_features")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,10 +279,41 @@ def make_encoder(
             bottleneck_dim=encoder.bottleneck_dim,
             dropout_rate=encoder.dropout_rate,
             freeze_backbone=encoder.freeze_backbone,
+            feature_stride=encoder.feature_stride,
+            cached_features=encoder.cache_features,
         ),
         proprio_dim=encoder.proprio_dim,
         obs_norm=norm,
+        feature_backbone=(
+            (encoder.backbone, encoder.feature_stride) if encoder.cache_features else None
+        ),
     )
+
+
+def feature_map_shape(encoder: EncoderConfig, frame_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The backbone's output shape [h, w, c] for one uint8 frame of `frame_shape` [H, W, C]."""
+    module = make_backbone(encoder.backbone, encoder.feature_stride)
+    x = jax.ShapeDtypeStruct((1, *frame_shape), jnp.float32)
+    out = jax.eval_shape(lambda x: module.init_with_output(jax.random.PRNGKey(0), x)[0], x)
+    if 0 in out.shape:
+        raise ValueError(f"frames of {frame_shape} are too small for {encoder.backbone}")
+    return tuple(out.shape[1:])
+
+
+@functools.lru_cache(maxsize=64)
+def batch_spec(spec: AgentSpec, encoder: EncoderConfig | None) -> AgentSpec:
+    """What the learner's batches hold: with cached features every camera frame ([H, W, C], or a
+    stack [T, H, W, C]) becomes its feature map in FEATURE_DTYPE; otherwise `spec` itself."""
+    if encoder is None or not encoder.cache_features:
+        return spec
+    cams = spec.image_keys(encoder)
+    obs = []
+    for key, shape, dtype in spec.observation:
+        if key in cams:
+            shape = (*shape[:-3], *feature_map_shape(encoder, shape[-3:]))
+            dtype = np.dtype(FEATURE_DTYPE).name
+        obs.append((key, shape, dtype))
+    return AgentSpec(tuple(obs), spec.action_dim)
 
 
 def check_obs_norm(norm: ObsNorm, spec: AgentSpec) -> ObsNorm:
@@ -285,16 +337,25 @@ def frozen_module_name(encoder: EncoderConfig | None) -> str | None:
 def init_encoder(
     module: nn.Module, key: jax.Array, spec: AgentSpec, encoder: EncoderConfig | None
 ) -> tuple[Params, Params]:
-    """Initialise the encoder; returns (trainable, frozen) parameters."""
+    """Initialise the encoder (on raw observations, so a shared feature backbone is built too);
+    returns (trainable, frozen) parameters."""
     k_params, k_drop = jax.random.split(key)
     variables = module.init({"params": k_params, "dropout": k_drop}, spec.example(), False)
     return split_frozen(dict(variables.get("params", {})), frozen_module_name(encoder))
 
 
+def pretrained_backbone(encoder: EncoderConfig, params: Params) -> dict[str, Any]:
+    """`params` (one backbone's) replaced by `encoder.pretrained_path`'s weights."""
+    loaded = load_params_npz(resolve_pretrained(encoder.backbone, encoder.pretrained_path))
+    # a backbone cut at an earlier output stride uses only the first layers of the file
+    return load_pretrained(params, loaded, allow_unused=encoder.feature_stride is not None)
+
+
 def load_pretrained_backbones(
     encoder: EncoderConfig | None, spec: AgentSpec, trainable: Params, frozen: Params
 ) -> tuple[Params, Params]:
-    """Load `encoder.pretrained_path` into every camera's backbone (host-side, at creation)."""
+    """Load `encoder.pretrained_path` into every backbone (host-side, at creation): each
+    camera's, or the one shared feature backbone when features are cached."""
     if encoder is None or encoder.pretrained_path is None:
         if encoder is not None and encoder.freeze_backbone:
             warnings.warn(
@@ -303,12 +364,14 @@ def load_pretrained_backbones(
                 stacklevel=3,
             )
         return trainable, frozen
-    loaded = load_params_npz(encoder.pretrained_path)
     frozen_tree = encoder.freeze_backbone
     tree = jax.tree.map(np.asarray, frozen if frozen_tree else trainable)
-    for key in spec.image_keys(encoder):
-        cam = f"image_{key}"
-        tree[cam][BACKBONE_NAME] = load_pretrained(tree[cam][BACKBONE_NAME], loaded)
+    if encoder.cache_features:
+        tree[BACKBONE_NAME] = pretrained_backbone(encoder, tree[BACKBONE_NAME])
+    else:
+        for key in spec.image_keys(encoder):
+            cam = tree[f"image_{key}"]
+            cam[BACKBONE_NAME] = pretrained_backbone(encoder, cam[BACKBONE_NAME])
     tree = jax.tree.map(jnp.asarray, tree)
     return (trainable, tree) if frozen_tree else (tree, frozen)
 

@@ -34,6 +34,7 @@ from serl.agents.common import (
     ParamState,
     apply_if_finite,
     as_float_batch,
+    batch_spec,
     encode,
     polyak,
     split_minibatches,
@@ -250,7 +251,7 @@ def update(state: GripperSACState, batch: Batch) -> tuple[GripperSACState, dict[
     """One learner step: SAC on the arm entries, then one gripper-critic step per critic
     minibatch (the same update-to-data ratio). Donates `state`: always rebind."""
     batch = as_float_batch(batch)
-    state.spec.check_batch(batch)
+    batch_spec(state.spec, state.config.encoder).check_batch(batch)
     arm_batch = {**batch, "actions": batch["actions"][:, :-1]}
     sac_state, metrics = sac.update(state.sac, arm_batch)
     state = state.replace(sac=sac_state)

@@ -45,6 +45,23 @@ PRESETS: dict[str, SACConfig | BCConfig] = {
         critic_actor_ratio=20,
     ),
     "sac_demo": SAC_DEMO,
+    # sac_demo on cameras: a frozen ImageNet MobileNetV2 (stride 16: 8x8x96 per 128x128 frame)
+    # whose features are computed once per frame and stored (`cache_features`); only the head
+    # trains (spatial learned embeddings, a 256-d bottleneck per camera, proprio, MLPs), one
+    # critic step per actor step (bench/results/learn_pick_cube_vision.json).
+    "drq_cached": DrQConfig(
+        **{f.name: getattr(SAC_DEMO, f.name) for f in dataclasses.fields(SAC_DEMO)
+           if f.name not in ("encoder", "critic_actor_ratio")},
+        critic_actor_ratio=1,
+        encoder=EncoderConfig(
+            backbone="mobilenet_v2",
+            feature_stride=16,
+            pretrained_path="imagenet",
+            freeze_backbone=True,
+            cache_features=True,
+            dropout_rate=0.0,
+        ),
+    ),
     # sac_demo for runs with interventions: the cloning is Q-filtered, because corrections give
     # opposite labels (open / close) close together, which unfiltered cloning averages into
     # neither (bench/results/hil_pick_cube.json).

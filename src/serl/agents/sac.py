@@ -34,6 +34,7 @@ from serl.agents.common import (
     ParamState,
     apply_if_finite,
     as_float_batch,
+    batch_spec,
     encode,
     init_encoder,
     load_pretrained_backbones,
@@ -372,7 +373,7 @@ def update(state: SACState, batch: Batch) -> tuple[SACState, dict[str, jax.Array
     touch the old state afterwards; take `actor_params(state)` (a host copy) before if needed.
     """
     config = state.config
-    state.spec.check_batch(batch)  # trace-time only
+    batch_spec(state.spec, config.encoder).check_batch(batch)  # trace-time only
     batch = as_float_batch(batch)
     minibatches = split_minibatches(batch, config.critic_actor_ratio)
 

@@ -18,7 +18,10 @@ never stored twice. Two invariants make sampling exact:
 
 Sampling draws slots uniformly and redraws the invalid ones (uniform over valid transitions),
 then gathers every key with one vectorised index. Keys listed in `jpeg_keys` are stored as
-JPEG bytes (simplejpeg), encoded once at insert and decoded at sample, outside the lock.
+JPEG bytes (simplejpeg), encoded once at insert and decoded at sample, outside the lock. Keys
+listed in `view_keys` hold K views of each frame ([K, ...]: e.g. the features of K shifted
+copies of a camera frame, computed once at insert); a sample takes one view at random, drawn
+apart for its observations and next observations (the same view for every frame of a stack).
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ class FrameReplayBuffer(Buffer):
         obs_horizon: int = 1,
         jpeg_keys: Iterable[str] = (),
         jpeg_quality: int = 90,
+        view_keys: Iterable[str] = (),
     ) -> None:
         super().__init__(schema, capacity, obs_horizon)
         specs = schema.obs_specs
@@ -95,6 +99,10 @@ class FrameReplayBuffer(Buffer):
             s = specs.get(key)
             if s is None or s.dtype != "uint8" or len(s.shape) != 3 or s.shape[-1] not in (1, 3):
                 raise ValueError(f"jpeg_keys: {key!r} is not a uint8 [H, W, 1 | 3] observation key")
+        self.view_keys = tuple(sorted(set(view_keys)))
+        for key in self.view_keys:
+            if key not in specs or key in self.jpeg_keys or len(specs[key].shape) < 2:
+                raise ValueError(f"view_keys: {key!r} is not an observation key of [K, ...] views")
         self.codec = JpegCodec(jpeg_quality)
         self._frames = {  # JPEG keys hold one bytes object per slot
             k: np.empty(capacity, object)
@@ -230,8 +238,9 @@ class FrameReplayBuffer(Buffer):
             next_slots = (idx[:, None] + 1 - np.minimum(back, pos + 1)) % N
             if T == 1:
                 obs_slots, next_slots = obs_slots[:, 0], next_slots[:, 0]
-            obs = {k: self._frames[k][obs_slots] for k in self._frames if k not in self.jpeg_keys}
-            nxt = {k: self._frames[k][next_slots] for k in obs}
+            plain = [k for k in self._frames if k not in self.jpeg_keys]
+            obs = {k: self._gather(k, obs_slots, rng) for k in plain}
+            nxt = {k: self._gather(k, next_slots, rng) for k in plain}
             # Each distinct slot is decoded once, straight into the first row that needs it.
             slots = np.concatenate([obs_slots.ravel(), next_slots.ravel()])
             _, first, inverse = np.unique(slots, return_index=True, return_inverse=True)
@@ -249,6 +258,13 @@ class FrameReplayBuffer(Buffer):
             obs[k] = rows[: obs_slots.size].reshape(obs_slots.shape + rows.shape[1:])
             nxt[k] = rows[obs_slots.size :].reshape(next_slots.shape + rows.shape[1:])
         return make_batch(obs, *rest, nxt)
+
+    def _gather(self, key: str, slots: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The stored frames at `slots` ([B] or stacks [B, T]); one random view of a view key."""
+        if key not in self.view_keys:
+            return self._frames[key][slots]
+        views = rng.integers(0, self.schema.obs_specs[key].shape[0], size=len(slots))
+        return self._frames[key][slots, views if slots.ndim == 1 else views[:, None]]
 
 
 def _leading_repeats(stack: dict[str, np.ndarray]) -> int:

@@ -97,6 +97,12 @@ class TrainConfig:
                 "--goal-examples PATH (an episode store of success frames), or --demos PATH / "
                 "--num-demos N (the final frames of their successful episodes)"
             )
+        encoder = getattr(self.agent_config, "encoder", None)
+        if encoder is not None and encoder.cache_features:
+            raise ValueError(
+                "agent 'vice' reads camera frames in its classifier: it cannot run on cached "
+                "features (encoder.cache_features) yet; use its preset vice_small"
+            )
 
     @property
     def uses_vice(self) -> bool:
@@ -206,13 +212,16 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "serl/PandaPickCubeVision-v0": {
         "agent": "drq",
-        "preset": "drq_small",
+        "preset": "drq_cached",
         "num_demos": 20,
         "env_steps": 30_000,
         "random_steps": 0,
         "training_starts": 500,
+        "updates_per_env_step": 1.0,
+        "publish_every": 10,  # the original DrQ's schedule was 30
+        "eval_every": 2_000,  # 20 camera episodes cost ~a minute on 2 cores
+        "eval_episodes": 20,
         "replay_capacity": 200_000,
-        "jpeg_quality": 90,
     },
     "Pendulum-v1": {"agent": "sac", "env_steps": 15_000, "eval_every": 1_000},
 }

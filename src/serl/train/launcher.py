@@ -20,6 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from serl.networks import resolve_pretrained
 from serl.train.checkpoints import latest_checkpoint
 from serl.train.config import TrainConfig
 from serl.train.learner import run_token
@@ -76,6 +77,10 @@ def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
                 cfg.env_id, cfg.num_demos, demos, seed=cfg.seed, env_kwargs=cfg.env_kwargs
             )
         cfg = dataclasses.replace(cfg, demos=str(demos))
+    encoder = getattr(cfg.agent_config, "encoder", None)
+    if encoder is not None and encoder.pretrained_path is not None:
+        # convert another tool's weight file once, here, and fail before any process starts
+        resolve_pretrained(encoder.backbone, encoder.pretrained_path)
     cfg.save()
     return cfg
 

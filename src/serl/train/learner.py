@@ -43,6 +43,7 @@ from serl.train.checkpoints import latest_checkpoint, load_checkpoint, save_chec
 from serl.train.config import TrainConfig
 from serl.train.demos import is_success, with_observation_norm
 from serl.train.envs import chunk_env, chunk_episode, env_schema, frame_schema, make_env
+from serl.train.feature_cache import FeatureCache
 from serl.train.reports import append_episode_row, append_eval_row, plot_intervention_rate
 
 log = logging.getLogger(__name__)
@@ -64,14 +65,15 @@ def transport_schema_hash(schema: Schema) -> str:
     return schema_hash({"schema": schema.to_json(), "payload": "transition/v1"})
 
 
-def make_buffer(schema: Schema, cfg: TrainConfig) -> Buffer:
-    """Frame-once buffer (optionally JPEG) for camera observations, a ring buffer otherwise;
-    `schema` is per frame, the buffer stacks `cfg.obs_horizon` of them."""
-    if schema.image_keys:
+def make_buffer(schema: Schema, cfg: TrainConfig, view_keys: tuple[str, ...] = ()) -> Buffer:
+    """Frame-once buffer (optionally JPEG) for camera frames or their cached feature maps, a
+    ring buffer otherwise; `schema` is per frame, the buffer stacks `cfg.obs_horizon` of them.
+    `view_keys` hold several cached views per frame, of which a sample takes one."""
+    if any(len(s.shape) >= 3 for _, s in schema.observations):
         jpeg = schema.image_keys if cfg.jpeg_quality else ()
         return FrameReplayBuffer(
             schema, cfg.replay_capacity, cfg.obs_horizon, jpeg_keys=jpeg,
-            jpeg_quality=cfg.jpeg_quality or 90,
+            jpeg_quality=cfg.jpeg_quality or 90, view_keys=view_keys,
         )
     return ReplayBuffer(schema, cfg.replay_capacity, cfg.obs_horizon)
 
@@ -148,13 +150,18 @@ class Learner:
         # What actors send and the replay store keeps (stacks when chunked); the buffers
         # hold single frames and rebuild the stacks.
         self.schema = env_schema(env)
+        # A frozen backbone's features are computed once per frame, as frames arrive: the
+        # buffers hold them, the replay store the pixels.
+        self.features = FeatureCache.for_schema(cfg.agent_config.encoder, self.schema)
         self.frame_schema = frame_schema(self.schema, cfg.obs_horizon)
+        if self.features is not None:
+            self.frame_schema = self.features.schema(self.frame_schema)
         example_obs, _ = env.reset(seed=cfg.seed)
         action_dim = int(np.prod(env.action_space.shape))
         env.close()
         self.schema_hash = transport_schema_hash(self.schema)
 
-        self.buffer = make_buffer(self.frame_schema, cfg)
+        self.buffer = self._make_buffer()
         # Demos, then (HIL-SERL) every intervened step as it arrives: the demo half of a batch.
         self.demo_goals: list[dict[str, np.ndarray]] = []  # successful demos' final frames
         self.demo_buffer = self._load_demos()
@@ -235,13 +242,13 @@ class Learner:
         if not demos:
             return None
         cfg = self.cfg
-        demo_buffer = make_buffer(self.frame_schema, cfg)
+        demo_buffer = self._make_buffer()
         with EpisodeStore.open(demos) as store:
             if store.schema != self.raw_schema:
                 raise ValueError(f"{demos}: demo schema differs from {cfg.env_id}'s")
             for stored, attrs in store.items():
                 episode = chunk_episode(stored, cfg.obs_horizon, cfg.act_exec_horizon)
-                add_episode(demo_buffer, episode)
+                add_episode(demo_buffer, self._featurize(episode))
                 if is_success(episode, attrs):
                     self.demo_goals.append({k: v[-1] for k, v in episode.observations.items()})
         return demo_buffer
@@ -274,13 +281,22 @@ class Learner:
             self.demo_buffer, self.buffer, self.cfg.demo_fraction, mark_demos=True
         )
 
+    def _make_buffer(self) -> Buffer:
+        views = self.features.view_keys if self.features is not None else ()
+        return make_buffer(self.frame_schema, self.cfg, views)
+
+    def _featurize(self, episode: Episode) -> Episode:
+        """The episode as the buffers hold it: cameras as cached features, if the agent's are."""
+        return episode if self.features is None else self.features.episode(episode)
+
     def _insert(self, fragment: Any, intervened: Any) -> None:
         """Online buffer always; the intervened steps also to the demo buffer (HIL-SERL)."""
+        fragment = self._featurize(fragment)
         add_episode(self.buffer, fragment)
         if len(intervened) == 0:
             return
         if self.demo_buffer is None:  # a run without demos: the first intervention starts one
-            self.demo_buffer = make_buffer(self.frame_schema, self.cfg)
+            self.demo_buffer = self._make_buffer()
         for run in step_runs(fragment, intervened):
             add_episode(self.demo_buffer, run)
         self.intervention_steps += len(intervened)

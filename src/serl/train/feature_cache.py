@@ -1,0 +1,131 @@
+"""Frozen-backbone features computed once per camera frame, for the learner's buffers.
+
+With `EncoderConfig.cache_features` a stored frame's backbone output never changes, so the
+learner computes it once, when the frame arrives (an actor's batch, the demos, a replay
+reloaded on resume), and its in-memory buffers hold feature maps (bfloat16) where the durable
+episode store keeps the pixels (re-encodable, videos). The agent's trainable head learns on the
+stored features; the actor runs the same backbone, from the same weight file, to act.
+With `cached_views` K > 1 each frame is stored as K feature maps [K, h, w, c]: the frame's own
+and those of K - 1 shifted copies (fixed offsets, so a resumed run rebuilds the same views);
+the buffers hand each sample one of them at random (`view_keys`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from serl.agents.common import EncoderConfig, feature_map_shape, pretrained_backbone
+from serl.data import Episode, Schema
+from serl.networks import FEATURE_DTYPE, frame_features, make_backbone
+
+CHUNK = 4  # frames per backbone call: one compiled shape; larger batches ran slower per frame
+
+
+class FeatureCache:
+    """Turns camera frames into the frozen backbone's feature maps, `CHUNK` frames at a time."""
+
+    def __init__(self, encoder: EncoderConfig, camera_keys: tuple[str, ...]) -> None:
+        if not encoder.cache_features:
+            raise ValueError("FeatureCache needs an encoder with cache_features")
+        if encoder.pretrained_path is None:
+            raise ValueError(
+                "cached features come from a pretrained backbone: set encoder.pretrained_path "
+                "(e.g. 'imagenet' for mobilenet_v2)"
+            )
+        self.encoder = encoder
+        self.keys = tuple(camera_keys)
+        module = make_backbone(encoder.backbone, encoder.feature_stride)
+        init = module.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))["params"]
+        self._params = jax.device_put(pretrained_backbone(encoder, init))
+
+        def features(params: Any, frames: jax.Array) -> jax.Array:
+            def apply(x: jax.Array) -> jax.Array:
+                return module.apply({"params": params}, x)
+
+            return frame_features(apply, frames, encoder.backbone)
+
+        self._features = jax.jit(features)
+        # view 0 is the frame itself; the others shift it by fixed offsets within the pad
+        pad = encoder.view_shift_pad
+        offsets = np.random.default_rng(0).integers(-pad, pad + 1, (4 * encoder.cached_views, 2))
+        offsets = [tuple(o) for o in offsets if tuple(o) != (0, 0)]
+        self.offsets = [(0, 0), *list(dict.fromkeys(offsets))[: encoder.cached_views - 1]]
+        if len(self.offsets) < encoder.cached_views:
+            raise ValueError(f"cached_views={encoder.cached_views}: a shift pad of {pad} px "
+                             f"gives only {len(self.offsets)} distinct views")
+
+    @property
+    def view_keys(self) -> tuple[str, ...]:
+        """Keys whose stored frames hold several views (for `FrameReplayBuffer`)."""
+        return self.keys if len(self.offsets) > 1 else ()
+
+    @classmethod
+    def for_schema(cls, encoder: EncoderConfig | None, schema: Schema) -> FeatureCache | None:
+        """The cache for a run whose agent caches features (None otherwise)."""
+        if encoder is None or not encoder.cache_features:
+            return None
+        # the agent's rule (`AgentSpec.image_keys`): frames [H, W, C] or stacks [T, H, W, C]
+        keys = encoder.image_keys or [k for k, s in schema.observations if len(s.shape) in (3, 4)]
+        return cls(encoder, tuple(sorted(keys)))
+
+    def schema(self, schema: Schema) -> Schema:
+        """`schema` (per frame or stacked) with every camera replaced by its feature map."""
+        specs = {}
+        for key, spec in schema.observations:
+            if key in self.keys:
+                views = (len(self.offsets),) if self.view_keys else ()
+                frame = feature_map_shape(self.encoder, spec.shape[-3:])
+                shape = (*spec.shape[:-3], *views, *frame)
+                specs[key] = (shape, np.dtype(FEATURE_DTYPE))
+            else:
+                specs[key] = (spec.shape, spec.dtype)
+        return Schema.create(specs, schema.action_shape)
+
+    def frames(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 frames [N, H, W, C] -> feature maps [N, h, w, c] (bfloat16), or [N, K, h, w, c]
+        with K views."""
+        if not self.view_keys:
+            return self._backbone(frames)
+        views = np.stack([shift_frames(frames, dy, dx) for dy, dx in self.offsets], axis=1)
+        out = self._backbone(views.reshape(-1, *frames.shape[1:]))
+        return out.reshape(len(frames), len(self.offsets), *out.shape[1:])
+
+    def _backbone(self, frames: np.ndarray) -> np.ndarray:
+        n = len(frames)
+        padded = np.concatenate([frames, np.repeat(frames[-1:], -n % CHUNK, axis=0)])
+        out = [self._features(self._params, padded[i : i + CHUNK])
+               for i in range(0, len(padded), CHUNK)]
+        return np.asarray(jnp.concatenate(out))[:n]
+
+    def stacks(self, stacks: np.ndarray) -> np.ndarray:
+        """Frame stacks [L, T, H, W, C] -> [L, T, h, w, c], each distinct frame computed once
+        (consecutive stacks of an episode share T - 1 frames)."""
+        L, T = stacks.shape[:2]
+        if T > 1 and np.array_equal(stacks[1:, :-1], stacks[:-1, 1:]):
+            unique = self.frames(np.concatenate([stacks[0], stacks[1:, -1]]))
+            return unique[np.arange(L)[:, None] + np.arange(T)[None, :]]
+        flat = self.frames(stacks.reshape(L * T, *stacks.shape[2:]))
+        return flat.reshape(L, T, *flat.shape[1:])
+
+    def episode(self, episode: Episode) -> Episode:
+        """`episode` with its cameras' frames (or frame stacks) as feature maps."""
+        observations = dict(episode.observations)
+        for key in self.keys:
+            frames = observations[key]
+            observations[key] = self.frames(frames) if frames.ndim == 4 else self.stacks(frames)
+        return Episode(observations, episode.actions, episode.rewards, episode.terminated,
+                       episode.truncated)
+
+
+def shift_frames(frames: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Frames [N, H, W, C] moved by (dy, dx) pixels, edges repeated (DrQ's shift, one offset)."""
+    h, w = frames.shape[1:3]
+    pad = max(abs(dy), abs(dx))
+    if pad == 0:
+        return frames
+    padded = np.pad(frames, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    return padded[:, pad - dy : pad - dy + h, pad - dx : pad - dx + w]
