@@ -36,6 +36,7 @@ def trees_equal(a, b):
         ("resnet10", "spatial_learned_embeddings", True),
         ("resnet10", "spatial_softmax", False),
         ("resnet10", "mean", True),
+        ("mobilenet_v2", "spatial_projection", True),
     ],
 )
 def test_every_encoder_kind_runs_in_drq(backbone, pooling, freeze):

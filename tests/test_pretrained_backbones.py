@@ -208,3 +208,31 @@ def test_array_pickles_rebuild_numpy_arrays_without_jax_objects(tmp_path):
     tree = read_array_pickle(path)
     assert type(tree["j"]) is np.ndarray and type(tree["a"]["k"]) is np.ndarray
     np.testing.assert_array_equal(tree["a"]["k"], np.arange(3.0))
+
+
+def test_serl_weights_converts_lists_and_clears_the_cache(weight_cache, capsys):
+    import json
+
+    from serl.cli import main
+
+    main(["weights", "convert", "--path", "imagenet"])
+    path = capsys.readouterr().out.strip()
+    assert path.startswith(str(weight_cache)) and Path(path).exists()
+    main(["weights"])
+    listed = json.loads(capsys.readouterr().out)
+    assert [f["path"] for f in listed["files"]] == [path]
+    main(["weights", "clear"])
+    assert "removed 1" in capsys.readouterr().out and not weight_cache.exists()
+
+
+def test_a_resnet10_encoder_without_weights_is_refused_before_anything_starts(tmp_path):
+    from serl.cli import main
+
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match="needs --pretrained"):
+        main(["train", "serl/PandaPickCubeVision-v0", "--encoder", "resnet10", "--run-dir",
+              str(run)])
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        main(["train", "serl/PandaPickCubeVision-v0", "--encoder", "resnet10", "--pretrained",
+              str(tmp_path / "missing.pkl"), "--run-dir", str(run), "--num-demos", "0"])
+    assert not (run / "logs").exists()  # no learner or actor was started
