@@ -6,6 +6,10 @@
     on the whole 2,048 batch (the original's exact schedule).
 (b) DrQ, two 128x128 RGB cameras + 7-D proprio, batch 256: the small encoder (trained) and
     ResNet-10 (frozen), critic_actor_ratio 4 (the DrQ preset) and 1.
+(c) Cached features (the vision recipe's preset `drq_cached`, its critic_actor_ratio): the frozen
+    ImageNet MobileNetV2's feature maps are computed once per frame, so a batch carries them
+    instead of pixels; against pixel DrQ with the same frozen backbone run on freshly shifted
+    pixels every batch (what the original, HIL-SERL and LeRobot do), in the same run.
 
 Batches are host numpy arrays handed to `update` (host->device copy included). Timings: the
 best of several windows after compilation (the machine is shared; each window's load average is
@@ -32,13 +36,18 @@ from common import write_result
 
 from serl.agents import PRESETS, create, update
 from serl.agents import sac as sac_mod
+from serl.agents.common import batch_spec
 
 ORIGINAL = {
     "sac_state_critic_updates_per_s": 55.0,
     "sac_state_learner_steps_per_s": 6.8,
     "drq_resnet10_frozen_s_per_learner_step": 35.0,
 }
-TARGETS = {"sac_state_critic_updates_per_s": 110.0, "drq_small_learner_steps_per_s": 10.0}
+TARGETS = {
+    "sac_state_critic_updates_per_s": 110.0,
+    "drq_small_learner_steps_per_s": 10.0,
+    "cached_vs_pixel_speedup": 100.0,
+}
 
 
 def make_batch(example: dict, n: int, action_dim: int, rng: np.random.Generator) -> dict:
@@ -48,7 +57,7 @@ def make_batch(example: dict, n: int, action_dim: int, rng: np.random.Generator)
             if v.dtype == np.uint8:
                 out[k] = rng.integers(0, 256, (n, *v.shape), dtype=np.uint8)
             else:
-                out[k] = rng.standard_normal((n, *v.shape)).astype(np.float32)
+                out[k] = rng.standard_normal((n, *v.shape)).astype(v.dtype)
         return out
 
     return {
@@ -79,7 +88,9 @@ def step_flops(config, state, batch: dict) -> float:
 def measure(config, example: dict, action_dim: int, windows: int, steps: int) -> dict:
     rng = np.random.default_rng(0)
     state = create(config, example, action_dim, seed=0)
-    batches = [make_batch(example, config.sample_size, action_dim, rng) for _ in range(2)]
+    # what the learner's batches hold: pixels, or the cached feature maps
+    stored = {k: np.zeros(s, d) for k, s, d in batch_spec(state.spec, config.encoder).observation}
+    batches = [make_batch(stored, config.sample_size, action_dim, rng) for _ in range(2)]
     flops = step_flops(config, state, batches[0])
     t = time.perf_counter()
     state, m = update(state, batches[0])  # compiles
@@ -121,6 +132,7 @@ def main() -> None:
     for name, cfg in [
         ("sac_state", sac),
         ("sac_state_actor_full_batch", dataclasses.replace(sac, actor_full_batch=True)),
+        ("sac_demo_state", PRESETS["sac_demo"]),  # the state recipe's agent
     ]:
         results[name] = measure(cfg, state_obs, 4, windows, 20)
         print(name, results[name], flush=True)
@@ -141,6 +153,16 @@ def main() -> None:
         results[name] = measure(cfg, pixel_obs, 4, 2, 1)
         print(name, results[name], flush=True)
 
+    cached = PRESETS["drq_cached"]
+    pixels = dataclasses.replace(
+        cached, encoder=dataclasses.replace(cached.encoder, cache_features=False)
+    )  # the same frozen MobileNetV2, run on shifted pixels (shift_pad 4) in every batch
+    results["drq_cached_mobilenet_v2"] = measure(cached, pixel_obs, 4, windows, 10)
+    print("drq_cached_mobilenet_v2", results["drq_cached_mobilenet_v2"], flush=True)
+    results["drq_pixels_mobilenet_v2"] = measure(pixels, pixel_obs, 4, 2, 1)
+    print("drq_pixels_mobilenet_v2", results["drq_pixels_mobilenet_v2"], flush=True)
+    speedup = (results["drq_pixels_mobilenet_v2"]["s_per_learner_step"]
+               / results["drq_cached_mobilenet_v2"]["s_per_learner_step"])
     a = results["sac_state"]["critic_minibatch_updates_per_s"]
     b = results["drq_small_ratio4"]["learner_steps_per_s"]
     write_result(
@@ -154,6 +176,11 @@ def main() -> None:
             "targets": TARGETS,
             "target_a_met": a >= TARGETS["sac_state_critic_updates_per_s"],
             "target_b_met": b >= TARGETS["drq_small_learner_steps_per_s"],
+            "cached_vs_pixel_learner_step_speedup": round(speedup, 1),
+            "target_c_met": speedup >= TARGETS["cached_vs_pixel_speedup"],
+            "cached_step_over_state_recipe_step": round(
+                results["drq_cached_mobilenet_v2"]["s_per_learner_step"]
+                / results["sac_demo_state"]["s_per_learner_step"], 1),
             "results": results,
         },
     )

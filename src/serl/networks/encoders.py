@@ -175,8 +175,7 @@ class SpatialLearnedEmbeddings(nn.Module):
 class SpatialProjection(nn.Module):
     """Pool [B,H,W,C] to [B, H*W*num_features]: a learned 1x1 projection of the channels at every
     location, flattened (every location keeps its own features, as in spatial learned
-    embeddings; here one channel-last matmul, which a CPU runs ~10x faster than their
-    per-channel ones)."""
+    embeddings, but as one channel-last matmul instead of one per channel)."""
 
     num_features: int = 8
 
