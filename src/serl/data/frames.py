@@ -35,7 +35,7 @@ import numpy as np
 import simplejpeg
 
 from serl.data.replay import Buffer
-from serl.data.schema import Batch, Episode, Schema, make_batch
+from serl.data.schema import Batch, Episode, Schema, as_bits, make_batch
 
 
 @dataclass(frozen=True)
@@ -261,10 +261,11 @@ class FrameReplayBuffer(Buffer):
 
     def _gather(self, key: str, slots: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The stored frames at `slots` ([B] or stacks [B, T]); one random view of a view key."""
+        store = self._frames[key]
         if key not in self.view_keys:
-            return self._frames[key][slots]
+            return as_bits(store)[slots].view(store.dtype)
         views = rng.integers(0, self.schema.obs_specs[key].shape[0], size=len(slots))
-        return self._frames[key][slots, views if slots.ndim == 1 else views[:, None]]
+        return as_bits(store)[slots, views if slots.ndim == 1 else views[:, None]].view(store.dtype)
 
 
 def _leading_repeats(stack: dict[str, np.ndarray]) -> int:

@@ -9,7 +9,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from serl.data.schema import Batch
+from serl.data.schema import Batch, as_bits
 
 T = TypeVar("T")
 
@@ -65,8 +65,8 @@ def _interleave(a: Any, b: Any, mask: np.ndarray) -> Any:
     if isinstance(a, dict):
         return {k: _interleave(a[k], b[k], mask) for k in a}
     out = np.empty((len(mask), *a.shape[1:]), a.dtype)
-    out[mask] = a
-    out[~mask] = b
+    as_bits(out)[mask] = as_bits(a)
+    as_bits(out)[~mask] = as_bits(b)
     return out
 
 

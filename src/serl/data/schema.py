@@ -24,6 +24,12 @@ def is_float(dtype: np.dtype) -> bool:
     return dtype.kind == "f" or dtype == BFLOAT16
 
 
+def as_bits(x: np.ndarray) -> np.ndarray:
+    """bfloat16 arrays viewed as uint16 (the same bits), others unchanged: numpy gathers and
+    masks its own integer types ~3x faster than ml_dtypes' bfloat16."""
+    return x.view(np.uint16) if x.dtype == BFLOAT16 else x
+
+
 # Keys become Zarr node names in the episode store: keep them portable.
 _KEY_RE = re.compile(r"^(?!__)[A-Za-z0-9_.-]+$")
 
