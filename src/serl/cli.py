@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -446,7 +447,7 @@ def train_classifier(
     steps: int = 1_500,
     batch_size: int = 64,
     image_size: int | None = 64,
-    backbone: Literal["small", "resnet10"] = "small",
+    backbone: Literal["small", "resnet10", "mobilenet_v2"] = "small",
     pretrained: Path | None = None,
     cameras: tuple[str, ...] | None = None,
     holdout_fraction: float = 0.2,
@@ -464,9 +465,12 @@ def train_classifier(
         eval_store: Labelled stores to hold out for the report (else --holdout-fraction).
         steps: Gradient steps.
         batch_size: Frames per step, half of them successes.
-        image_size: Resize frames to this many pixels square (None: as stored).
-        backbone: The image encoder: small (trained here) or resnet10.
-        pretrained: ResNet-10 weights (.npz) to load and freeze.
+        image_size: Resize frames to this many pixels square (None: as stored); mobilenet_v2
+            reads the resized frames (None: 128x128 frames give 8x8 feature maps).
+        backbone: The image encoder: small (trained here), resnet10, or mobilenet_v2 (frozen
+            ImageNet MobileNetV2 at stride 16 whose features are computed once per frame;
+            only the head trains).
+        pretrained: Backbone weights to load and freeze (mobilenet_v2: default ImageNet).
         cameras: The camera keys to classify (default: all the stores' cameras).
         holdout_fraction: Share of the episodes held out when no --eval-store is given.
         seed: Seeds the split, the initialisation and the batches.
@@ -474,21 +478,20 @@ def train_classifier(
     import json
 
     from serl.agents.classifier import ClassifierConfig
-    from serl.agents.common import EncoderConfig
     from serl.train.classifier import train_classifier as train_clf
 
     base = ClassifierConfig()
     encoder = base.encoder
-    if backbone != encoder.backbone or pretrained is not None:
-        encoder = EncoderConfig(
-            backbone=backbone,
-            pooling=encoder.pooling,
-            num_spatial_features=encoder.num_spatial_features,
-            bottleneck_dim=encoder.bottleneck_dim,
-            dropout_rate=0.0,
-            proprio_dim=0,
-            freeze_backbone=pretrained is not None,
-            pretrained_path=str(pretrained) if pretrained else None,
+    weights = str(pretrained) if pretrained else None
+    if backbone == "mobilenet_v2":  # drq_cached's encoder: frozen, cached, stride 16
+        encoder = dataclasses.replace(
+            encoder, backbone=backbone, freeze_backbone=True, feature_stride=16,
+            cache_features=True, pretrained_path=weights or "imagenet",
+        )
+    elif backbone != encoder.backbone or pretrained is not None:
+        encoder = dataclasses.replace(
+            encoder, backbone=backbone, freeze_backbone=pretrained is not None,
+            pretrained_path=weights,
         )
     config = ClassifierConfig(
         encoder=encoder, image_keys=cameras, image_size=image_size, batch_size=batch_size

@@ -1,13 +1,21 @@
 """Binary success classifier on camera images: the learned reward (and VICE's discriminator).
 
-Per-camera image encoders (small CNN or ResNet-10, optionally frozen with local pretrained
-weights: `EncoderConfig`) feed a small MLP head that outputs one logit, p(success | images).
-Images may be [B,H,W,C] or frame stacks [B,T,H,W,C]; they are downsampled to `image_size`
-inside the network, so a classifier trained on small frames reads full-size ones unchanged.
+Per-camera image encoders (small CNN, ResNet-10 or MobileNetV2, optionally frozen with
+pretrained weights: `EncoderConfig`) feed a small MLP head that outputs one logit,
+p(success | images). Images may be [B,H,W,C] or frame stacks [B,T,H,W,C]; they are downsampled
+to `image_size` inside the network, so a classifier trained on small frames reads full-size ones
+unchanged.
 
-Training: `update(state, batch)` with batch {"observations": {camera: uint8}, "labels": [B]}
-takes one Adam step on binary cross-entropy, with random-shift (pad, random crop)
-augmentation and, optionally, label smoothing, mixup and an input-gradient penalty (VICE).
+With `encoder.cache_features` (a frozen backbone) the network is the head only and the frozen
+backbone sits beside it (`state.frozen["backbone"]`): `backbone_features` turns uint8 frames
+(downsampled first when `image_size` is set) into feature maps, so training computes each
+frame's features once (`features`) and steps on them, while `logits`/`predict`/`probability`
+take raw frames (backbone, then head) or stored features alike.
+
+Training: `update(state, batch)` with batch {"observations": {camera: uint8 frames, or feature
+maps with cached features}, "labels": [B]} takes one Adam step on binary cross-entropy, with
+random-shift (pad, random crop; pixels only) augmentation and, optionally, label smoothing,
+mixup and an input-gradient penalty (VICE).
 
 A saved classifier is a directory: classifier.json {"format", "kind", "version", "config",
 "spec", "threshold", "report"} and state/ (Orbax arrays); nothing is unpickled.
@@ -38,16 +46,20 @@ from serl.agents.common import (
     Params,
     ParamState,
     apply_if_finite,
+    feature_map_shape,
+    map_in_chunks,
     merge_params,
+    pretrained_backbone,
     split_frozen,
 )
 from serl.networks import (
     BACKBONE_NAME,
+    FEATURE_DTYPE,
     ObservationEncoder,
     default_init,
+    frame_features,
     image_encoder_factory,
-    load_params_npz,
-    load_pretrained,
+    make_backbone,
 )
 
 FORMAT = 1
@@ -65,6 +77,11 @@ class ClassifierConfig:
     0.5, `mixup_alpha > 0` mixes pairs of samples with Beta(alpha, alpha) weights and
     `grad_penalty` scales the mean squared input-gradient norm of the logit (VICE's recipe:
     0.2, 1.0, 10).
+
+    With `encoder.cache_features` training steps on stored feature maps: `shift_pad` is
+    ignored (a pixel shift cannot apply to features; shifting a stride-16 map by a cell would
+    move the image 16 px) and `grad_penalty` is refused (it is a gradient with respect to
+    pixels, which the head never sees).
     """
 
     encoder: EncoderConfig = EncoderConfig(  # noqa: RUF009 (frozen, hashable)
@@ -94,6 +111,11 @@ class ClassifierConfig:
             raise ValueError("label_smoothing must lie in [0, 1)")
         if self.mixup_alpha < 0 or self.grad_penalty < 0 or self.shift_pad < 0:
             raise ValueError("mixup_alpha, grad_penalty and shift_pad must be >= 0")
+        if self.encoder.cache_features and self.grad_penalty > 0:
+            raise ValueError(
+                "grad_penalty is on pixels; a classifier on cached features trains "
+                "on feature maps: set grad_penalty=0 or cache_features=False"
+            )
 
 
 def downsample(images: jax.Array, size: int | None) -> jax.Array:
@@ -112,7 +134,10 @@ def downsample(images: jax.Array, size: int | None) -> jax.Array:
 
 
 class ClassifierNet(nn.Module):
-    """Cameras -> per-camera encoders -> MLP -> one success logit per sample."""
+    """Cameras -> per-camera encoders -> MLP -> one success logit per sample.
+
+    With `encoder.cache_features` the cameras arrive as the frozen backbone's feature maps
+    (`backbone_features`) and only the head (pooling, bottleneck, MLP) runs here."""
 
     image_keys: tuple[str, ...]
     encoder: EncoderConfig
@@ -122,8 +147,11 @@ class ClassifierNet(nn.Module):
 
     @nn.compact
     def __call__(self, obs: Mapping[str, jax.Array], train: bool = False) -> jax.Array:
-        images = {k: downsample(obs[k], self.image_size) for k in self.image_keys}
         enc = self.encoder
+        if enc.cache_features:
+            images = {k: obs[k] for k in self.image_keys}
+        else:
+            images = {k: downsample(obs[k], self.image_size) for k in self.image_keys}
         x = ObservationEncoder(
             image_keys=self.image_keys,
             proprio_keys=(),
@@ -134,6 +162,8 @@ class ClassifierNet(nn.Module):
                 bottleneck_dim=enc.bottleneck_dim,
                 dropout_rate=enc.dropout_rate,
                 freeze_backbone=enc.freeze_backbone,
+                feature_stride=enc.feature_stride,
+                cached_features=enc.cache_features,
             ),
             name="encoder",
         )(images, train)
@@ -191,21 +221,69 @@ def _frozen_name(config: ClassifierConfig) -> str | None:
     return BACKBONE_NAME if config.encoder.freeze_backbone else None
 
 
+def _backbone(encoder: EncoderConfig) -> nn.Module:
+    return make_backbone(encoder.backbone, encoder.feature_stride)
+
+
+def feature_spec(config: ClassifierConfig, spec: AgentSpec) -> AgentSpec:
+    """What the head reads with cached features: each camera frame [H, W, C] (or stack
+    [T, H, W, C]), downsampled to `image_size` when set, as its feature map in FEATURE_DTYPE."""
+    obs = []
+    for key, shape, _ in spec.observation:
+        frame = shape[-3:]
+        if config.image_size is not None:
+            frame = (config.image_size, config.image_size, frame[-1])
+        fmap = feature_map_shape(config.encoder, frame)
+        obs.append((key, (*shape[:-3], *fmap), np.dtype(FEATURE_DTYPE).name))
+    return AgentSpec(tuple(obs), spec.action_dim)
+
+
+def backbone_features(
+    state: ClassifierState, images: Mapping[str, jax.Array]
+) -> dict[str, jax.Array]:
+    """With cached features: cameras given as uint8 frames -> the frozen backbone's feature maps
+    (downsampled to `image_size` first when set); cameras given as features, or any input
+    without cached features, pass unchanged. The one featurizer of training and inference."""
+    cfg = state.config
+    if not cfg.encoder.cache_features:
+        return dict(images)
+    module = _backbone(cfg.encoder)
+
+    def apply(x: jax.Array) -> jax.Array:
+        return module.apply({"params": state.frozen[BACKBONE_NAME]}, x)
+
+    return {
+        k: frame_features(apply, downsample(v, cfg.image_size), cfg.encoder.backbone)
+        if v.dtype == jnp.uint8
+        else v
+        for k, v in images.items()
+    }
+
+
 def init_state(
     config: ClassifierConfig, spec: AgentSpec, seed: int, load_pretrained_weights: bool = True
 ) -> ClassifierState:
     """Freshly initialised classifier (pretrained backbones loaded unless told not to)."""
     net = build_net(config, spec)
+    enc = config.encoder
     rng, k_params, k_drop = jax.random.split(jax.random.PRNGKey(seed), 3)
-    variables = net.init({"params": k_params, "dropout": k_drop}, spec.example(), False)
+    # cached features: the net is the head (initialised on feature maps) and the one frozen
+    # backbone, shared by the cameras, sits beside it
+    example = feature_spec(config, spec).example() if enc.cache_features else spec.example()
+    variables = net.init({"params": k_params, "dropout": k_drop}, example, False)
     params = dict(variables["params"])
-    path = config.encoder.pretrained_path
-    if load_pretrained_weights and path is not None:  # host-side: never under eval_shape
-        loaded = load_params_npz(path)
+    if enc.cache_features:
+        frame = jnp.zeros((1, 32, 32, 3), jnp.float32)  # conv weights: any frame size will do
+        params[BACKBONE_NAME] = _backbone(enc).init(k_params, frame)["params"]
+    if load_pretrained_weights and enc.pretrained_path is not None:  # host-side, not eval_shape
         params = jax.tree.map(np.asarray, params)
-        for key in spec.keys:
-            cam = params["encoder"][f"image_{key}"]
-            cam[BACKBONE_NAME] = load_pretrained(cam[BACKBONE_NAME], loaded)
+        cams = (
+            [params]
+            if enc.cache_features
+            else [params["encoder"][f"image_{key}"] for key in spec.keys]
+        )
+        for cam in cams:
+            cam[BACKBONE_NAME] = pretrained_backbone(enc, cam[BACKBONE_NAME])
     trainable, frozen = split_frozen(jax.tree.map(jnp.asarray, params), _frozen_name(config))
     return ClassifierState(
         params=ParamState.create(trainable, optax.adam(config.lr)),
@@ -233,6 +311,8 @@ def _apply(
 ) -> jax.Array:
     net = build_net(state.config, state.spec)
     rngs = {"dropout": key} if key is not None else {}
+    if state.config.encoder.cache_features:  # the backbone runs outside the (head) net
+        return net.apply({"params": trainable}, backbone_features(state, images), train, rngs=rngs)
     params = merge_params(trainable, state.frozen)
     return net.apply({"params": params}, images, train, rngs=rngs)
 
@@ -260,11 +340,18 @@ def classifier_loss(
     labels: jax.Array,
     key: jax.Array,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """BCE (+ gradient penalty) on augmented float images [0, 255]; returns (loss, metrics)."""
+    """BCE (+ gradient penalty) on augmented float images [0, 255], or on feature maps with
+    cached features (raw frames are featurized first; no shift); returns (loss, metrics)."""
     cfg = state.config
     k_shift, k_mix, k_drop, k_gp = jax.random.split(key, 4)
-    images = {k: downsample(v, cfg.image_size) for k, v in images.items()}
-    if cfg.shift_pad > 0:
+    cached = cfg.encoder.cache_features
+    # cached: shift_pad is ignored, not refused (its default is on): features cannot be shifted
+    images = dict(
+        backbone_features(state, images)
+        if cached
+        else {k: downsample(v, cfg.image_size) for k, v in images.items()}
+    )
+    if cfg.shift_pad > 0 and not cached:
         keys = jax.random.split(k_shift, len(images))
         images = {
             k: random_shift(v, kk, cfg.shift_pad)
@@ -329,9 +416,31 @@ def update(state: ClassifierState, batch: Mapping[str, Any]) -> tuple[Classifier
 
 @jax.jit
 def logits(state: ClassifierState, observations: Mapping[str, Any]) -> jax.Array:
-    """Success logits [B] of a batch of observations (evaluation mode: no dropout, no shift)."""
+    """Success logits [B] of a batch of observations (evaluation mode: no dropout, no shift);
+    with cached features the cameras may be raw uint8 frames or their stored feature maps."""
     images = {k: jnp.asarray(observations[k]) for k in state.spec.keys}
     return _apply(state, state.params.params, images, False, None)
+
+
+@jax.jit
+def _features(state: ClassifierState, frames: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    return backbone_features(state, frames)
+
+
+def features(
+    state: ClassifierState, observations: Mapping[str, Any], batch_size: int = 256
+) -> dict[str, np.ndarray]:
+    """The cameras' frames {camera: uint8 [N, ...]} as the frozen backbone's feature maps
+    {camera: [N, ...]} (FEATURE_DTYPE), `batch_size` frames per call (the last chunk padded:
+    one compiled shape); computed once, they train and evaluate the head without the backbone.
+    """
+    if not state.config.encoder.cache_features:
+        raise ValueError("features() needs a classifier whose encoder has cache_features")
+    cams = {k: np.asarray(observations[k]) for k in state.spec.keys}
+    if len(cams[state.spec.keys[0]]) == 0:
+        spec = feature_spec(state.config, state.spec)
+        return {k: np.zeros((0, *s), d) for k, s, d in spec.observation}
+    return map_in_chunks(lambda x: _features(state, x), cams, batch_size)
 
 
 def predict(

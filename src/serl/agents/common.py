@@ -300,6 +300,16 @@ def feature_map_shape(encoder: EncoderConfig, frame_shape: tuple[int, ...]) -> t
     return tuple(out.shape[1:])
 
 
+def map_in_chunks(fn: Any, tree: Any, size: int) -> Any:
+    """`fn` over a pytree of host arrays (leading axis N >= 1), `size` rows per call, the last
+    chunk padded with its last row (one compiled shape); the outputs joined and cut to N."""
+    n = len(jax.tree.leaves(tree)[0])
+    padded = jax.tree.map(lambda v: np.concatenate([v, np.repeat(v[-1:], -n % size, 0)]), tree)
+    outs = [fn(jax.tree.map(lambda v, i=i: v[i : i + size], padded))
+            for i in range(0, n + (-n % size), size)]
+    return jax.tree.map(lambda *o: np.asarray(jnp.concatenate(o))[:n], *outs)
+
+
 @functools.lru_cache(maxsize=64)
 def batch_spec(spec: AgentSpec, encoder: EncoderConfig | None) -> AgentSpec:
     """What the learner's batches hold: with cached features every camera frame ([H, W, C], or a

@@ -25,6 +25,7 @@ from serl.data import Episode, EpisodeStore
 from serl.train.config import RunFile
 from serl.train.demos import build_episode
 from serl.train.envs import env_schema, make_env
+from serl.train.feature_cache import CHUNK
 
 if TYPE_CHECKING:
     from serl.robot.teleop import TeleopDevice
@@ -444,6 +445,10 @@ def train_classifier(
     training episodes picks the threshold (best balanced accuracy), so the held-out figures
     are not tuned on. Writes out/classifier.json + out/state (the checkpoint),
     out/report.json and out/calibration.png; returns the report.
+
+    With a cached-feature encoder (`config.encoder.cache_features`) every labelled frame goes
+    through the frozen backbone once, before training, and the Adam steps and the evaluation
+    run the head on those stored features; the saved classifier still reads raw frames.
     """
     config = config or clf.ClassifierConfig()
     rng = np.random.default_rng(seed)
@@ -459,12 +464,18 @@ def train_classifier(
     fit, val = split_episodes(data, val_fraction, rng)
     example = {k: v[0] for k, v in fit.frames.items()}
     state = clf.create(config, example, seed)
+    # the head's inputs: pixels, or each frame's frozen-backbone features, computed once here
+    fit_x, val_x, test_x = (
+        (clf.features(state, d.frames, CHUNK) for d in (fit, val, test))
+        if config.encoder.cache_features
+        else (fit.frames, val.frames, test.frames)
+    )
 
     history = []
     for step in range(1, steps + 1):
         idx = balanced_indices(fit.labels, config.batch_size, rng)
         batch = {
-            "observations": {k: v[idx] for k, v in fit.frames.items()},
+            "observations": {k: v[idx] for k, v in fit_x.items()},
             "labels": fit.labels[idx].astype(np.float32),
         }
         state, metrics = clf.update(state, batch)
@@ -473,9 +484,9 @@ def train_classifier(
             history.append({"step": step, **m})
     train_s = time.monotonic() - start
 
-    val_probs = clf.predict(state, val.frames)
+    val_probs = clf.predict(state, val_x)
     threshold = choose_threshold(val_probs, val.labels)
-    test_probs = clf.predict(state, test.frames)
+    test_probs = clf.predict(state, test_x)
     calib = calibration(test_probs, test.labels)
     report = {
         "held_out": binary_metrics(test_probs, test.labels, threshold),

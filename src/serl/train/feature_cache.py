@@ -18,7 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from serl.agents.common import EncoderConfig, feature_map_shape, pretrained_backbone
+from serl.agents.common import (
+    EncoderConfig,
+    feature_map_shape,
+    map_in_chunks,
+    pretrained_backbone,
+)
 from serl.data import Episode, Schema
 from serl.networks import FEATURE_DTYPE, frame_features, make_backbone
 
@@ -95,11 +100,7 @@ class FeatureCache:
         return out.reshape(len(frames), len(self.offsets), *out.shape[1:])
 
     def _backbone(self, frames: np.ndarray) -> np.ndarray:
-        n = len(frames)
-        padded = np.concatenate([frames, np.repeat(frames[-1:], -n % CHUNK, axis=0)])
-        out = [self._features(self._params, padded[i : i + CHUNK])
-               for i in range(0, len(padded), CHUNK)]
-        return np.asarray(jnp.concatenate(out))[:n]
+        return map_in_chunks(lambda x: self._features(self._params, x), frames, CHUNK)
 
     def stacks(self, stacks: np.ndarray) -> np.ndarray:
         """Frame stacks [L, T, H, W, C] -> [L, T, h, w, c], each distinct frame computed once
