@@ -1,0 +1,84 @@
+"""Camera task on a CPU: `serl train serl/PandaPickCubeVision-v0` (the vision recipe: a frozen
+ImageNet MobileNetV2 whose features are cached once per frame) over several seeds, beside the
+state recipe's run on the same machine in the same bench run, for scale.
+
+Writes bench/results/learn_pick_cube_vision.json (+ .png): env steps and wall minutes to 90%
+evaluation success (20 episodes), final success, the mean of each seed's last five
+evaluations (does it stay learnt?), and each seed's wall time over the state run's.
+
+    .venv/bin/python bench/learn_pick_cube_vision.py [--seeds 0 1 2] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import write_result
+from learn_pick_cube import TARGET_SUCCESS, run_seed
+
+from serl.train.reports import plot_learning_curves
+
+TARGET_ENV_STEPS = 30_000
+TARGET_WALL_RATIO = 3.0  # wall time to 90% over the state recipe's
+TARGET_STAYS = 0.8  # mean success of each seed's last five evaluations
+
+
+def median_or_none(values: list[float | None]) -> float | None:
+    """Median where a missing value (never reached) counts as infinitely slow."""
+    m = statistics.median([v if v is not None else float("inf") for v in values])
+    return None if m == float("inf") else m
+
+
+def main() -> None:
+    """Train the state recipe once and the vision recipe per seed; write the summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_learn_pick_cube_vision"))
+    parser.add_argument("--quick", action="store_true", help="one seed, 2,000 env steps each")
+    args = parser.parse_args()
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    extra = ["--env-steps", "2000", "--eval-every", "1000"] if args.quick else []
+
+    state = run_seed("serl/PandaPickCube-v0", seeds[0], args.out / "state", extra)
+    runs = [run_seed("serl/PandaPickCubeVision-v0", s, args.out / "vision", extra)
+            for s in seeds]
+    state_minutes = state["minutes_to_90"]
+    for run in runs:
+        rows = run["evaluations"]
+        last = [r["success_rate"] for r in rows[-5:]]
+        run["last5_mean_success"] = round(statistics.mean(last), 3) if last else None
+        run["wall_over_state"] = (
+            round(run["minutes_to_90"] / state_minutes, 2)
+            if run["minutes_to_90"] is not None and state_minutes else None
+        )
+    median_steps = median_or_none([r["env_steps_to_90"] for r in runs])
+    median_ratio = median_or_none([r["wall_over_state"] for r in runs])
+    plot_learning_curves(
+        {**{f"vision seed {r['seed']}": r["evaluations"] for r in runs},
+         f"state seed {state['seed']}": state["evaluations"]},
+        Path(__file__).parent / "results" / "learn_pick_cube_vision.png",
+    )
+    write_result("learn_pick_cube_vision", {
+        "env_id": "serl/PandaPickCubeVision-v0", "quick": args.quick, "seeds": seeds,
+        "seeds_reaching_90": sum(r["env_steps_to_90"] is not None for r in runs),
+        "median_env_steps_to_90": median_steps,
+        "median_minutes_to_90": median_or_none([r["minutes_to_90"] for r in runs]),
+        "median_wall_over_state": median_ratio,
+        "state_run": state,
+        "target": {"env_steps": TARGET_ENV_STEPS, "wall_over_state": TARGET_WALL_RATIO,
+                   "success": TARGET_SUCCESS, "last5_mean": TARGET_STAYS},
+        "meets_target": bool(
+            median_steps is not None and median_steps <= TARGET_ENV_STEPS
+            and median_ratio is not None and median_ratio <= TARGET_WALL_RATIO
+            and all((r["last5_mean_success"] or 0) >= TARGET_STAYS for r in runs)
+        ),
+        "runs": runs,
+    })
+
+
+if __name__ == "__main__":
+    main()
