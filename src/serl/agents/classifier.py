@@ -46,7 +46,7 @@ from serl.agents.common import (
     Params,
     ParamState,
     apply_if_finite,
-    feature_map_shape,
+    batch_spec,
     map_in_chunks,
     merge_params,
     pretrained_backbone,
@@ -54,7 +54,6 @@ from serl.agents.common import (
 )
 from serl.networks import (
     BACKBONE_NAME,
-    FEATURE_DTYPE,
     ObservationEncoder,
     default_init,
     frame_features,
@@ -226,16 +225,13 @@ def _backbone(encoder: EncoderConfig) -> nn.Module:
 
 
 def feature_spec(config: ClassifierConfig, spec: AgentSpec) -> AgentSpec:
-    """What the head reads with cached features: each camera frame [H, W, C] (or stack
-    [T, H, W, C]), downsampled to `image_size` when set, as its feature map in FEATURE_DTYPE."""
-    obs = []
-    for key, shape, _ in spec.observation:
-        frame = shape[-3:]
-        if config.image_size is not None:
-            frame = (config.image_size, config.image_size, frame[-1])
-        fmap = feature_map_shape(config.encoder, frame)
-        obs.append((key, (*shape[:-3], *fmap), np.dtype(FEATURE_DTYPE).name))
-    return AgentSpec(tuple(obs), spec.action_dim)
+    """What the head reads with cached features: the agents' `batch_spec` of the cameras as the
+    backbone sees them (downsampled to `image_size` when set)."""
+    if config.image_size is not None:
+        size = config.image_size
+        frames = tuple((k, (*s[:-3], size, size, s[-1]), d) for k, s, d in spec.observation)
+        spec = AgentSpec(frames, spec.action_dim)
+    return batch_spec(spec, config.encoder)
 
 
 def backbone_features(
