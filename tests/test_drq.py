@@ -152,3 +152,33 @@ def test_missing_image_keys_are_a_clear_error():
 def test_frozen_backbone_without_weights_warns():
     with pytest.warns(UserWarning, match="no pretrained weights"):
         create(tiny_drq(), PIXEL_OBS, ACTION_DIM)
+
+
+def test_encode_once_reads_no_target_encoder_and_gives_the_actor_the_critics_features():
+    cfg = tiny_drq(critic_actor_ratio=1, shift_pad=0, encode_once=True)
+    batch = random_batch(PIXEL_OBS, cfg.batch_size, seed=0)
+    start = host(create(cfg, PIXEL_OBS, ACTION_DIM, seed=0))
+    # the target encoder's parameters do not enter the update (DrQ-v2's schedule) ...
+    scrambled = jax.tree.map(lambda x: x + 1.0, start.target_critic["encoder"])
+    other = start.replace(target_critic={**start.target_critic, "encoder": scrambled})
+    a, _ = update(jax.device_put(start), batch)
+    b, _ = update(jax.device_put(other), batch)
+    assert trees_equal(a.critic.params, b.critic.params)
+    assert trees_equal(a.actor.params, b.actor.params)
+    # ... which they do without encode_once
+    full = dataclasses.replace(cfg, encode_once=False)
+    c, _ = update(jax.device_put(start.replace(config=full)), batch)
+    d, _ = update(jax.device_put(other.replace(config=full)), batch)
+    assert not trees_equal(c.critic.params, d.critic.params)
+    # the actor step trains on the features the critic step encoded, before its update (a big
+    # critic step makes the encoder's features after it plainly different)
+    big = dataclasses.replace(cfg, critic_lr=0.1)
+    _, m = update(jax.device_put(start.replace(config=big)), batch)
+    s = jax.device_put(start.replace(config=big))
+    s, _, features = jax.jit(sac_mod._critic_step)(s, sac_mod.as_float_batch(batch))
+    actor_step = jax.jit(sac_mod._actor_temperature_step)
+    _, reused = actor_step(s, sac_mod.as_float_batch(batch), features)
+    _, anew = actor_step(s, sac_mod.as_float_batch(batch))
+    loss = float(m["actor/loss"])
+    assert loss == pytest.approx(float(reused["actor/loss"]), rel=1e-5)
+    assert loss != pytest.approx(float(anew["actor/loss"]), rel=1e-3)

@@ -48,7 +48,8 @@ PRESETS: dict[str, SACConfig | BCConfig] = {
     # sac_demo on cameras: a frozen ImageNet MobileNetV2 (stride 16: 8x8x96 per 128x128 frame)
     # whose features are computed once per frame and stored (`cache_features`); only the head
     # trains (spatial learned embeddings, a 256-d bottleneck per camera, proprio, MLPs), one
-    # critic step per actor step (bench/results/learn_pick_cube_vision.json).
+    # critic step per actor step (bench/results/learn_pick_cube_vision.json). `encode_once`
+    # made the update 12% cheaper but seed 1 of two then failed to learn (30% at 30k env steps).
     "drq_cached": DrQConfig(
         **{f.name: getattr(SAC_DEMO, f.name) for f in dataclasses.fields(SAC_DEMO)
            if f.name not in ("encoder", "critic_actor_ratio")},

@@ -86,6 +86,10 @@ class SACConfig:
     actor_full_batch: bool = False
     bc_weight: float = 0.0
     bc_q_filter: bool = False  # clone a demo row only where the critic rates its action higher
+    # DrQ-v2's encoder use: the critic target reads the online encoder's next-observation
+    # features (the target encoder is not run) and the actor step reuses the last critic step's
+    # observation features, so a learner step encodes each observation once.
+    encode_once: bool = False
     encoder: EncoderConfig | None = None
     obs_norm: ObsNorm | None = None  # per-key standardisation, e.g. from the demos' statistics
 
@@ -232,7 +236,10 @@ def _temperature(nets: Networks, state: SACState) -> jax.Array:
     return nets.temperature.apply({"params": state.temp.params})
 
 
-def _critic_step(state: SACState, batch: Batch) -> tuple[SACState, dict[str, jax.Array]]:
+def _critic_step(
+    state: SACState, batch: Batch
+) -> tuple[SACState, dict[str, jax.Array], jax.Array]:
+    """One critic step; also returns the observation features it trained on (no gradient)."""
     config, spec = state.config, state.spec
     nets = build_networks(config, spec)
     rng, k_aug, k_next, k_sub, k_e1, k_e2, k_e3, k_q1, k_q2 = jax.random.split(state.rng, 9)
@@ -246,9 +253,11 @@ def _critic_step(state: SACState, batch: Batch) -> tuple[SACState, dict[str, jax
 
     # Clipped double-Q over a random subset of the target ensemble (REDQ): only the chosen
     # members are evaluated.
-    target_features = encode(
-        nets.encoder, state.target_critic["encoder"], frozen, batch["next_observations"], True, k_e2
-    )
+    if config.encode_once:
+        target_features = jax.lax.stop_gradient(next_features)
+    else:
+        target_features = encode(nets.encoder, state.target_critic["encoder"], frozen,
+                                 batch["next_observations"], True, k_e2)
     target_q_params = state.target_critic["q"]
     if config.num_min_qs is not None and config.num_min_qs < config.num_qs:
         idx = jax.random.permutation(k_sub, config.num_qs)[: config.num_min_qs]
@@ -261,16 +270,17 @@ def _critic_step(state: SACState, batch: Batch) -> tuple[SACState, dict[str, jax
         next_q = next_q - _temperature(nets, state) * next_log_probs
     target_q = jax.lax.stop_gradient(batch["rewards"] + config.discount * batch["masks"] * next_q)
 
-    def loss_fn(params: Params) -> tuple[jax.Array, jax.Array]:
+    def loss_fn(params: Params) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
         features = encode(
             nets.encoder, params["encoder"], frozen, batch["observations"], True, k_e3
         )
         qs = nets.critic.apply(
             {"params": params["q"]}, features, batch["actions"], True, rngs={"dropout": k_q2}
         )
-        return jnp.mean((qs - target_q[None]) ** 2), qs
+        return jnp.mean((qs - target_q[None]) ** 2), (qs, features)
 
-    (loss, qs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.critic.params)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, (qs, features)), grads = grad_fn(state.critic.params)
     critic, ok = apply_if_finite(state.critic, grads, loss, optax.adam(config.critic_lr))
     # A skipped step moves the target by tau * 0, i.e. not at all.
     target = polyak(state.target_critic, critic.params, config.tau * ok.astype(jnp.float32))
@@ -285,24 +295,22 @@ def _critic_step(state: SACState, batch: Batch) -> tuple[SACState, dict[str, jax
         "critic/grad_norm": optax.tree.norm(grads),
         "critic/skipped": skip,
     }
-    return state, metrics
+    return state, metrics, jax.lax.stop_gradient(features)
 
 
-def _actor_temperature_step(state: SACState, batch: Batch) -> tuple[SACState, dict[str, jax.Array]]:
+def _actor_temperature_step(
+    state: SACState, batch: Batch, features: jax.Array | None = None
+) -> tuple[SACState, dict[str, jax.Array]]:
+    """One actor and temperature step; `features`: the batch's observations already encoded."""
     config, spec = state.config, state.spec
     nets = build_networks(config, spec)
     rng, k_aug, k_enc, k_pi, k_q = jax.random.split(state.rng, 5)
-    batch = config.augment(batch, k_aug, spec)
-    features = jax.lax.stop_gradient(
-        encode(
-            nets.encoder,
-            state.critic.params["encoder"],
-            state.frozen,
-            batch["observations"],
-            True,
-            k_enc,
+    if features is None:
+        batch = config.augment(batch, k_aug, spec)
+        features = jax.lax.stop_gradient(
+            encode(nets.encoder, state.critic.params["encoder"], state.frozen,
+                   batch["observations"], True, k_enc)
         )
-    )
     alpha = _temperature(nets, state)
 
     def q_value(actions: jax.Array) -> jax.Array:
@@ -382,14 +390,21 @@ def update(state: SACState, batch: Batch) -> tuple[SACState, dict[str, jax.Array
     def critic_body(carry, minibatch):
         critic, target, rng, skipped = carry
         s = state.replace(critic=critic, target_critic=target, rng=rng, skipped=skipped)
-        s, m = _critic_step(s, minibatch)
-        return (s.critic, s.target_critic, s.rng, s.skipped), m
+        s, m, features = _critic_step(s, minibatch)
+        kept = features if config.encode_once else None  # else not carried out of the loop
+        return (s.critic, s.target_critic, s.rng, s.skipped), (m, kept)
 
     carry = (state.critic, state.target_critic, state.rng, state.skipped)
-    (critic, target, rng, skipped), critic_metrics = unrolled_scan(critic_body, carry, minibatches)
+    (critic, target, rng, skipped), (critic_metrics, features) = unrolled_scan(
+        critic_body, carry, minibatches
+    )
     state = state.replace(critic=critic, target_critic=target, rng=rng, skipped=skipped)
-    actor_batch = batch if config.actor_full_batch else jax.tree.map(lambda x: x[-1], minibatches)
-    state, actor_metrics = _actor_temperature_step(state, actor_batch)
+    if config.actor_full_batch:
+        state, actor_metrics = _actor_temperature_step(state, batch)
+    else:  # the last minibatch, as the last critic step saw it (encode_once) or encoded anew
+        reuse = features[-1] if config.encode_once else None
+        last = jax.tree.map(lambda x: x[-1], minibatches)
+        state, actor_metrics = _actor_temperature_step(state, last, reuse)
     metrics = {k: jnp.mean(v) for k, v in critic_metrics.items()}
     metrics["critic/skipped"] = jnp.sum(critic_metrics["critic/skipped"])
     metrics.update(actor_metrics)
@@ -400,7 +415,8 @@ def update(state: SACState, batch: Batch) -> tuple[SACState, dict[str, jax.Array
 @jax.jit
 def update_critic(state: SACState, batch: Batch) -> tuple[SACState, dict[str, jax.Array]]:
     """One critic step (and Polyak target update) on one minibatch."""
-    return _critic_step(state, as_float_batch(batch))
+    state, metrics, _ = _critic_step(state, as_float_batch(batch))
+    return state, metrics
 
 
 @jax.jit
