@@ -4,6 +4,7 @@ It never waits for the network: transitions are enqueued to a background sender 
 retries until the learner acknowledges them. It does wait for the *learner* when it runs
 more than `pace_slack` env steps ahead of the update-to-data ratio the config asks for, so a
 slow learner cannot be outrun (the original's actor made ~76 env steps per learner step).
+Evaluation runs on a worker thread beside the stepping, so it does not stall training.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from __future__ import annotations
 import logging
 import math
 import signal
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +68,68 @@ def evaluate(env: gym.Env, act: Any, episodes: int, seed: int) -> dict[str, floa
     }
 
 
+class BackgroundEvaluation:
+    """Evaluation of policy snapshots on a worker thread with its own env, so the actor keeps
+    stepping (and the learner keeps training) meanwhile. The env is made on that thread: a GL
+    context belongs to the thread that made it current."""
+
+    def __init__(
+        self,
+        make_env: Callable[[], gym.Env],
+        episodes: int,
+        seed: int,
+        report: Callable[[dict[str, float], int], None],
+    ) -> None:
+        self._make_env, self._episodes, self._seed, self._report = make_env, episodes, seed, report
+        self._env: gym.Env | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluation")
+        self._pending: Future | None = None
+        self._stop = threading.Event()
+
+    def start(self, policy_state: Any, env_step: int) -> None:
+        """Evaluate `policy_state` as of `env_step`, after the evaluation under way (if any)."""
+        self.wait()
+        self._pending = self._worker.submit(self._run, policy_state, env_step)
+
+    def wait(self) -> None:
+        """Block until the evaluation under way (if any) has reported; re-raise its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _run(self, policy_state: Any, env_step: int) -> None:
+        if self._env is None:
+            self._env = self._make_env()
+
+        def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+            if self._stop.is_set():
+                raise _EvaluationStopped
+            return eval_actions(policy_state, obs)
+
+        try:
+            result = evaluate(self._env, act, self._episodes, self._seed)
+        except _EvaluationStopped:
+            return
+        self._report(result, env_step)
+        log.info("eval at %d env steps: %s", env_step, result)
+
+    def close(self, finish: bool = True) -> None:
+        """Let the evaluation under way finish (or stop it after its current env step), then close
+        the env on its own thread."""
+        if not finish:
+            self._stop.set()
+        try:
+            self.wait()
+        finally:
+            if self._env is not None:
+                self._worker.submit(self._env.close).result()
+            self._worker.shutdown()
+
+
+class _EvaluationStopped(Exception):
+    """Raised inside an evaluation episode when the actor is asked to stop."""
+
+
 class Actor:
     """One actor of a run: env, transport client, the latest policy, pacing and evaluation."""
 
@@ -86,7 +152,14 @@ class Actor:
         check_intervention_chunks(self.intervention.kind, cfg.act_exec_horizon)
         seed = cfg.seed * 1000 + index + start_step
         self.env = self._make_env(self.intervention, seed)
-        self.eval_env = self._make_env(InterventionConfig(), seed) if index == 0 else None
+        self.evaluation = None  # actor 0 evaluates, with no intervener, beside its training
+        if index == 0:
+            self.evaluation = BackgroundEvaluation(
+                lambda: self._make_env(InterventionConfig(), seed),
+                cfg.eval_episodes,
+                10_000_000 + cfg.seed * 1000,
+                lambda result, step: self.client.report(result, step, kind="eval"),
+            )
         schema = env_schema(self.env)
         example, _ = self.env.reset(seed=cfg.seed)
         self.spec = AgentSpec.from_example(example, int(np.prod(self.env.action_space.shape)))
@@ -182,12 +255,14 @@ class Actor:
                 self._report_episode(episode_return, episode_len, info, episode_interventions)
                 obs, _ = self.env.reset()
                 episode_return, episode_len, episode_interventions = 0.0, 0, 0
-            if self.eval_env is not None and self.steps % self.cfg.eval_every == 0:
+            if self.steps % self.cfg.eval_every == 0:
                 self.evaluate()
         if self.stopped:
             return  # asked to stop: no final evaluation, the learner is stopping too
-        if self.eval_env is not None and self.steps % self.cfg.eval_every != 0:
+        if self.steps % self.cfg.eval_every != 0:
             self.evaluate()  # the final policy, unless just evaluated
+        if self.evaluation is not None:
+            self.evaluation.wait()  # its report goes before "done"
         self.client.report({"steps": float(self.steps)}, self.steps, kind="done")
 
     def _say_if_learner_silent(self) -> None:
@@ -200,18 +275,12 @@ class Actor:
                         silent)
 
     def evaluate(self) -> None:
-        """Evaluate the newest policy and report it (actor 0 only)."""
-        self.refresh_policy()
-        if self.policy.state is None:
+        """Start evaluating the newest policy in the background (actor 0 only)."""
+        if self.evaluation is None:
             return
-        result = evaluate(
-            self.eval_env,
-            lambda o: eval_actions(self.policy.state, o),
-            self.cfg.eval_episodes,
-            seed=10_000_000 + self.cfg.seed * 1000,
-        )
-        self.client.report(result, self.steps, kind="eval")
-        log.info("eval at %d env steps: %s", self.steps, result)
+        self.refresh_policy()
+        if self.policy.state is not None:
+            self.evaluation.start(self.policy.state, self.steps)
 
     def _report_episode(
         self, ret: float, length: int, info: dict[str, Any], interventions: int = 0
@@ -230,12 +299,15 @@ class Actor:
         self.client.report(values, self.steps)
 
     def close(self, flush_timeout: float = 60.0) -> bool:
-        """Wait for the learner to acknowledge everything sent, then disconnect."""
-        flushed = self.client.flush(timeout=flush_timeout)
-        self.client.close()
-        self.env.close()
-        if self.eval_env is not None:
-            self.eval_env.close()
+        """Finish (or, when stopped, abandon) the evaluation under way, wait for the learner to
+        acknowledge everything sent, then disconnect."""
+        try:
+            if self.evaluation is not None:
+                self.evaluation.close(finish=not self.stopped)
+        finally:
+            flushed = self.client.flush(timeout=flush_timeout)
+            self.client.close()
+            self.env.close()
         return flushed
 
 
