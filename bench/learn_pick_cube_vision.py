@@ -6,7 +6,9 @@ Writes bench/results/learn_pick_cube_vision.json (+ .png): env steps and wall mi
 evaluation success (20 episodes), final success, the mean of each seed's last five
 evaluations (does it stay learnt?), and each seed's wall time over the state run's.
 
-    .venv/bin/python bench/learn_pick_cube_vision.py [--seeds 0 1 2] [--quick]
+    .venv/bin/python bench/learn_pick_cube_vision.py [--seeds 0 1 2] [--quick] [--name NAME]
+
+Finished seed directories under --out are summarised, not retrained.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/bench_learn_pick_cube_vision"))
     parser.add_argument("--quick", action="store_true", help="one seed, 2,000 env steps each")
+    parser.add_argument("--name", default="learn_pick_cube_vision",
+                        help="results file name (bench/results/NAME.json + .png), e.g. for a variant")
     args = parser.parse_args()
     seeds = args.seeds[:1] if args.quick else args.seeds
     extra = ["--env-steps", "2000", "--eval-every", "1000"] if args.quick else []
@@ -60,9 +64,9 @@ def main() -> None:
     plot_learning_curves(
         {**{f"vision seed {r['seed']}": r["evaluations"] for r in runs},
          f"state seed {state['seed']}": state["evaluations"]},
-        Path(__file__).parent / "results" / "learn_pick_cube_vision.png",
+        Path(__file__).parent / "results" / f"{args.name}.png",
     )
-    write_result("learn_pick_cube_vision", {
+    write_result(args.name, {
         "env_id": "serl/PandaPickCubeVision-v0", "quick": args.quick, "seeds": seeds,
         "seeds_reaching_90": sum(r["env_steps_to_90"] is not None for r in runs),
         "median_env_steps_to_90": median_steps,
