@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench_learn_pick_cube_vision"))
     parser.add_argument("--quick", action="store_true", help="one seed, 2,000 env steps each")
     parser.add_argument("--name", default="learn_pick_cube_vision",
-                        help="results file name (bench/results/NAME.json + .png), e.g. for a variant")
+                        help="results file (bench/results/NAME.json + .png), e.g. for a variant")
     args = parser.parse_args()
     seeds = args.seeds[:1] if args.quick else args.seeds
     extra = ["--env-steps", "2000", "--eval-every", "1000"] if args.quick else []
