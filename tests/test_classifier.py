@@ -216,7 +216,7 @@ def test_a_cached_feature_classifier_trains_on_features_computed_once_per_frame(
     tmp_path, monkeypatch
 ):
     from serl.networks import FEATURE_DTYPE
-    from serl.train.feature_cache import CHUNK
+    from serl.train.classifier import CHUNK
 
     rng = np.random.default_rng(0)
     train = synthetic_store(tmp_path / "train", range(8), rng)

@@ -3,6 +3,7 @@ actor's policy on pixels is the learner's head on cached features, and a resumed
 rebuilds the very features it held."""
 
 import dataclasses
+import threading
 
 import gymnasium as gym
 import jax
@@ -17,9 +18,10 @@ from serl.agents.sac import build_networks
 from serl.data import Episode
 from serl.distributed import Transitions
 from serl.networks import BACKBONE_NAME, frame_features, make_backbone
+from serl.train.actor import Actor
 from serl.train.config import TrainConfig
 from serl.train.feature_cache import FeatureCache
-from serl.train.learner import Learner
+from serl.train.learner import SENT_FEATURES, Learner, run_token
 
 CACHED = PRESETS["drq_cached"]
 TINY = dataclasses.replace(
@@ -94,7 +96,8 @@ def test_the_actors_policy_on_pixels_is_the_head_on_cached_features():
     np.testing.assert_allclose(on_pixels, np.clip(on_features, -1, 1), atol=1e-2)
 
 
-def camera_transitions(n):
+def camera_transitions(n, features=True):
+    """A pushed batch as an actor of a cached-feature run sends it: pixels and their features."""
     env = gym.make("serl/PandaPickCubeVision-v0", image_size=SIZE)
     obs, _ = env.reset(seed=0)
     rows = {"observations": [], "next_observations": [], "actions": [], "rewards": [],
@@ -112,6 +115,12 @@ def camera_transitions(n):
     data = {k: ({kk: np.stack([o[kk] for o in v]) for kk in v[0]} if isinstance(v[0], dict)
                 else np.asarray(v)) for k, v in rows.items()}
     data["rewards"] = data["rewards"].astype(np.float32)
+    if features:
+        cache = FeatureCache(TINY.encoder, ("front", "wrist"))
+        data[SENT_FEATURES] = {
+            part: {k: np.stack([cache.observation(o)[k] for o in rows[part]])
+                   for k in cache.keys}
+            for part in ("observations", "next_observations")}
     return Transitions("actor-0", 1, data, np.ones(n, np.int64))
 
 
@@ -120,15 +129,19 @@ def held_features(learner):
     return {k: np.array(learner.buffer._frames[k][:n]) for k in ("front", "wrist")}
 
 
+def vision_config(tmp_path, **kw):
+    return TrainConfig(env_id="serl/PandaPickCubeVision-v0", agent="drq", preset="drq_cached",
+                       run_dir=str(tmp_path / "run"), env_kwargs={"image_size": SIZE},
+                       agent_overrides={"hidden_dims": [16, 16], "batch_size": 4},
+                       normalize_observations=False, **kw)
+
+
 @pytest.mark.timeout(300)
 def test_a_resumed_learner_rebuilds_identical_features_from_the_stored_pixels(tmp_path):
-    cfg = TrainConfig(env_id="serl/PandaPickCubeVision-v0", agent="drq", preset="drq_cached",
-                      run_dir=str(tmp_path / "run"), env_kwargs={"image_size": SIZE},
-                      agent_overrides={"hidden_dims": [16, 16], "batch_size": 4},
-                      normalize_observations=False)
+    cfg = vision_config(tmp_path)
     learner = Learner(cfg)
     try:
-        learner._ingest(camera_transitions(9))
+        learner._ingest(camera_transitions(9))  # the actor's features: the buffers hold them
         first = held_features(learner)
         assert first["front"].shape == (10, 2, 2, 96) and len(learner.buffer) == 9
         learner.checkpoint()
@@ -145,6 +158,71 @@ def test_a_resumed_learner_rebuilds_identical_features_from_the_stored_pixels(tm
     finally:
         again.server.close()
         again.replay.close()
+
+
+@pytest.mark.timeout(300)
+def test_the_learner_holds_the_features_an_actor_sent_and_refuses_bad_ones_before_storing(
+        tmp_path):
+    learner = Learner(vision_config(tmp_path))
+    try:
+        good = camera_transitions(6)
+        sent = good.data[SENT_FEATURES]
+
+        def replaced(part, maps):
+            return {**good.data, SENT_FEATURES: {**sent, part: maps}}
+
+        front, wrist = sent["observations"]["front"], sent["next_observations"]["wrist"]
+        bad_batches = {
+            "missing": {k: v for k, v in good.data.items() if k != SENT_FEATURES},
+            "not finite": replaced("observations", {
+                **sent["observations"], "front": np.full_like(front, np.nan)}),
+            "float32": replaced("next_observations", {
+                **sent["next_observations"], "wrist": wrist.astype(np.float32)}),
+            "expected keys": replaced("observations", {"front": front}),
+        }
+        for reason, data in bad_batches.items():
+            with pytest.raises(ValueError, match=reason):
+                learner._ingest(Transitions("actor-0", 1, data, good.param_versions))
+            assert len(learner.replay) == 0 and len(learner.buffer) == 0  # nothing kept
+        # what the buffers hold is what the actor sent (not recomputed): mark one map
+        marked = np.array(front)
+        marked[0] = 1.0
+        learner._ingest(Transitions("actor-0", 1, replaced("observations", {
+            **sent["observations"], "front": marked}), good.param_versions))
+        held = held_features(learner)
+        np.testing.assert_array_equal(held["front"][0], marked[0])
+        np.testing.assert_array_equal(held["front"][1:], sent["next_observations"]["front"])
+        assert len(learner.replay) == 1 and len(learner.buffer) == 6
+    finally:
+        learner.server.close()
+        learner.replay.close()
+
+
+@pytest.mark.timeout(300)
+def test_an_actor_sends_the_features_it_acted_on_and_they_are_its_frames_features(tmp_path):
+    cfg = vision_config(tmp_path, env_steps=30, random_steps=0, training_starts=30,
+                        eval_every=10_000, eval_episodes=1, checkpoint_every=10_000)
+    learner = Learner(cfg)
+    ingested = []
+    ingest = learner._ingest
+    learner._ingest = lambda batch: (ingested.append(batch), ingest(batch))[1]
+    learner.features.episode = None  # the learner must not run the backbone on what actors send
+    loop = threading.Thread(target=learner.run_loop)
+    loop.start()
+    actor = Actor(cfg, learner.server.address, run_token(cfg.path), index=0)
+    try:
+        actor.run()
+    finally:
+        assert actor.close(flush_timeout=60)
+        loop.join(60)
+    assert not loop.is_alive() and len(learner.buffer) == 30
+    assert all(SENT_FEATURES in b.data for b in ingested)
+    cache = FeatureCache(TINY.encoder, ("front", "wrist"))
+    stored = [e for e, _ in learner.replay.items()]
+    held = held_features(learner)
+    for key in ("front", "wrist"):  # bit for bit what the learner would compute from the pixels
+        frames = np.concatenate([e.observations[key] for e in stored])
+        np.testing.assert_array_equal(held[key][: len(frames)], cache.frames(frames))
 
 
 def test_cached_views_are_the_features_of_fixed_shifts_of_the_frame():

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from serl.agents.common import AgentSpec, Params, encode
+from serl.agents.common import AgentSpec, Params, batch_spec, encode
 
 
 class ActorState(struct.PyTreeNode):
@@ -51,10 +51,21 @@ def _as_actor(state: Any) -> ActorState:
     return state if isinstance(state, ActorState) else state.actor_state()
 
 
+def _batched(actor: ActorState, obs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
+    """Validate and batch an observation whose cameras are frames or, for a cached-feature
+    agent, the frozen backbone's feature maps (an actor computes those once and sends them)."""
+    spec, encoder = actor.spec, getattr(actor.config, "encoder", None)
+    if encoder is not None and encoder.cache_features and isinstance(obs, Mapping):
+        cams = spec.image_keys(encoder)
+        if cams and getattr(obs.get(cams[0]), "dtype", None) not in (None, np.uint8):
+            spec = batch_spec(spec, encoder)
+    return spec.batch_observation(obs)
+
+
 def sample_actions(state: Any, obs: Mapping[str, Any], key: jax.Array) -> np.ndarray:
     """Stochastic actions in [-1, 1] for one observation or a batch (agent or actor state)."""
     actor = _as_actor(state)
-    batched, single = actor.spec.batch_observation(obs)
+    batched, single = _batched(actor, obs)
     actions = np.asarray(_act(actor, batched, key, False))
     return actions[0] if single else actions
 
@@ -65,6 +76,6 @@ _NO_KEY = np.zeros(2, np.uint32)  # a raw PRNG key; unused by the deterministic 
 def eval_actions(state: Any, obs: Mapping[str, Any]) -> np.ndarray:
     """Deterministic actions (the policy's mode) in [-1, 1] for one observation or a batch."""
     actor = _as_actor(state)
-    batched, single = actor.spec.batch_observation(obs)
+    batched, single = _batched(actor, obs)
     actions = np.asarray(_act(actor, batched, _NO_KEY, True))
     return actions[0] if single else actions

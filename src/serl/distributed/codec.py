@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy: cached image features)
 import numpy as np
 
 from serl.distributed.proto import transport_pb2 as pb
@@ -27,7 +28,7 @@ Tree = dict[str, Any]
 
 DTYPES = frozenset(
     {"bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64"}
-    | {"float16", "float32", "float64"}
+    | {"float16", "bfloat16", "float32", "float64"}
 )
 """The dtypes that may cross the wire (numpy names)."""
 _NP_DTYPES = frozenset(np.dtype(name) for name in DTYPES)  # dtype.name is slow: compare dtypes

@@ -36,7 +36,8 @@ from serl.train.envs import (
     env_schema,
     wrap_intervention,
 )
-from serl.train.learner import transport_schema_hash
+from serl.train.feature_cache import FeatureCache
+from serl.train.learner import SENT_FEATURES, transport_schema_hash
 
 log = logging.getLogger(__name__)
 
@@ -161,12 +162,16 @@ class Actor:
                 lambda result, step: self.client.report(result, step, kind="eval"),
             )
         schema = env_schema(self.env)
+        # A cached-feature agent's actor computes each frame's features once, acts on them and
+        # sends them along, so the learner need not run the backbone again.
+        cache = FeatureCache.for_schema(getattr(cfg.agent_config, "encoder", None), schema)
+        self.features = cache if cache is not None and cache.sent_by_actor else None
         example, _ = self.env.reset(seed=cfg.seed)
         self.spec = AgentSpec.from_example(example, int(np.prod(self.env.action_space.shape)))
         self.address = address
         self._last_warning = -math.inf
         self.client = ActorClient(
-            address, token, self.actor_id, transport_schema_hash(schema), max_delay=0.5
+            address, token, self.actor_id, transport_schema_hash(schema, cache), max_delay=0.5
         )
         self.policy = Policy()
         self.steps = start_step
@@ -202,6 +207,10 @@ class Actor:
         total = self.cfg.training_starts + learner_steps / self.cfg.updates_per_env_step
         return total / self.cfg.actors + self.cfg.pace_slack
 
+    def observe(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """What the policy reads: `obs` with its cameras as features, if the agent caches them."""
+        return obs if self.features is None else self.features.observation(obs)
+
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """Random actions first, then the stochastic policy."""
         if self.steps < self.cfg.random_steps or self.policy.state is None:
@@ -222,6 +231,7 @@ class Actor:
         self.client.wait_params(timeout=120.0)
         self.refresh_policy()
         obs, _ = self.env.reset(seed=self.cfg.seed * 1000 + self.index + self.steps)
+        seen = self.observe(obs)
         episode_return, episode_len, episode_interventions = 0.0, 0, 0
         while self.steps < self.share and not self.stopped:
             self.refresh_policy()
@@ -229,31 +239,36 @@ class Actor:
                 self._say_if_learner_silent()
                 time.sleep(0.002)  # the learner is behind: let it catch up
                 continue
-            action = np.asarray(self.act(obs), dtype=np.float32)
+            action = np.asarray(self.act(seen), dtype=np.float32)
             next_obs, reward, terminated, truncated, info = self.env.step(action)
+            seen_next = self.observe(next_obs)
             # what was executed is what is stored: a person's action replaces the policy's
             intervened = bool(info.get("intervened", False))
             executed = np.asarray(info.get("intervene_action", action), dtype=np.float32)
-            self.client.send(
-                {
-                    "observations": obs,
-                    "actions": executed,
-                    "rewards": np.float32(reward),
-                    "terminated": np.bool_(terminated),
-                    "truncated": np.bool_(truncated),
-                    "next_observations": next_obs,
-                    "intervened": np.bool_(intervened),
-                },
-                param_version=self.policy.version,
-            )
+            transition = {
+                "observations": obs,
+                "actions": executed,
+                "rewards": np.float32(reward),
+                "terminated": np.bool_(terminated),
+                "truncated": np.bool_(truncated),
+                "next_observations": next_obs,
+                "intervened": np.bool_(intervened),
+            }
+            if self.features is not None:
+                transition[SENT_FEATURES] = {
+                    "observations": {k: seen[k] for k in self.features.keys},
+                    "next_observations": {k: seen_next[k] for k in self.features.keys},
+                }
+            self.client.send(transition, param_version=self.policy.version)
             self.steps += 1
             episode_return += float(reward)
             episode_len += 1
             episode_interventions += intervened
-            obs = next_obs
+            obs, seen = next_obs, seen_next
             if terminated or truncated:
                 self._report_episode(episode_return, episode_len, info, episode_interventions)
                 obs, _ = self.env.reset()
+                seen = self.observe(obs)
                 episode_return, episode_len, episode_interventions = 0.0, 0, 0
             if self.steps % self.cfg.eval_every == 0:
                 self.evaluate()

@@ -25,7 +25,6 @@ from serl.data import Episode, EpisodeStore
 from serl.train.config import RunFile
 from serl.train.demos import build_episode
 from serl.train.envs import env_schema, make_env
-from serl.train.feature_cache import CHUNK
 
 if TYPE_CHECKING:
     from serl.robot.teleop import TeleopDevice
@@ -37,6 +36,7 @@ LABEL_ENV_KWARGS: dict[str, dict[str, Any]] = {
     "serl/PandaPickCubeVision-v0": {"reward_type": "dense"},
 }
 SIM_POLICIES = ("expert", "expert_then_random", "random")
+CHUNK = 4  # frames per frozen-backbone call when featurizing labelled frames (one compiled shape)
 
 
 # -- recording ------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Frozen-backbone features computed once per camera frame, for the learner's buffers.
 
-With `EncoderConfig.cache_features` a stored frame's backbone output never changes, so the
-learner computes it once, when the frame arrives (an actor's batch, the demos, a replay
-reloaded on resume), and its in-memory buffers hold feature maps (bfloat16) where the durable
-episode store keeps the pixels (re-encodable, videos). The agent's trainable head learns on the
-stored features; the actor runs the same backbone, from the same weight file, to act.
+With `EncoderConfig.cache_features` a stored frame's backbone output never changes, so it is
+computed once per frame: by the actor, which runs the backbone to act anyway and sends each
+frame's features with its transitions, and by the learner for the demos and a replay reloaded
+on resume (the same weight file, function and call shape: bit-identical maps). The learner's
+in-memory buffers hold feature maps (bfloat16) where the durable episode store keeps the
+pixels (re-encodable, videos); the agent's trainable head learns on the stored features.
 With `cached_views` K > 1 each frame is stored as K feature maps [K, h, w, c]: the frame's own
 and those of K - 1 shifted copies (fixed offsets, so a resumed run rebuilds the same views);
 the buffers hand each sample one of them at random (`view_keys`).
@@ -12,6 +13,7 @@ the buffers hand each sample one of them at random (`view_keys`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -27,11 +29,9 @@ from serl.agents.common import (
 from serl.data import Episode, Schema
 from serl.networks import FEATURE_DTYPE, frame_features, make_backbone
 
-CHUNK = 4  # frames per backbone call: one compiled shape; larger batches ran slower per frame
-
 
 class FeatureCache:
-    """Turns camera frames into the frozen backbone's feature maps, `CHUNK` frames at a time."""
+    """Turns camera frames into the frozen backbone's feature maps, one camera count at a time."""
 
     def __init__(self, encoder: EncoderConfig, camera_keys: tuple[str, ...]) -> None:
         if not encoder.cache_features:
@@ -68,6 +68,12 @@ class FeatureCache:
         """Keys whose stored frames hold several views (for `FrameReplayBuffer`)."""
         return self.keys if len(self.offsets) > 1 else ()
 
+    @property
+    def sent_by_actor(self) -> bool:
+        """Whether actors send each frame's features (one view per frame, what they act on);
+        K shifted views are the learner's to compute."""
+        return not self.view_keys
+
     @classmethod
     def for_schema(cls, encoder: EncoderConfig | None, schema: Schema) -> FeatureCache | None:
         """The cache for a run whose agent caches features (None otherwise)."""
@@ -100,7 +106,21 @@ class FeatureCache:
         return out.reshape(len(frames), len(self.offsets), *out.shape[1:])
 
     def _backbone(self, frames: np.ndarray) -> np.ndarray:
-        return map_in_chunks(lambda x: self._features(self._params, x), frames, CHUNK)
+        # one call per observation's cameras: the shape an actor calls it with, so the
+        # learner's maps of the same frames (demos, resume) are bit-identical to the actor's
+        return map_in_chunks(lambda x: self._features(self._params, x), frames, len(self.keys))
+
+    def observation(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One observation (an actor's) with its cameras' frames, or frame stacks, as feature
+        maps: the cameras of one shape in one call, computed as stored frames are."""
+        out = dict(obs)
+        for shape in dict.fromkeys(np.shape(obs[k]) for k in self.keys):
+            keys = [k for k in self.keys if np.shape(obs[k]) == shape]
+            frames = np.stack([obs[k] for k in keys]).reshape(-1, *shape[-3:])
+            maps = self.frames(frames)
+            maps = maps.reshape(len(keys), *shape[:-3], *maps.shape[1:])
+            out.update(zip(keys, maps, strict=True))
+        return out
 
     def stacks(self, stacks: np.ndarray) -> np.ndarray:
         """Frame stacks [L, T, H, W, C] -> [L, T, h, w, c], each distinct frame computed once

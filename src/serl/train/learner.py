@@ -48,6 +48,9 @@ from serl.train.reports import append_episode_row, append_eval_row, plot_interve
 
 log = logging.getLogger(__name__)
 
+SENT_FEATURES = "features"  # a pushed batch's {observations, next_observations} camera features
+_TAG = "features/"  # marks them among a piece's observation keys (no transported key has "/")
+
 
 def run_token(run_dir: Path) -> str:
     """The run's shared secret (RUN_DIR/token, owner-only), created on first use."""
@@ -60,9 +63,13 @@ def run_token(run_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def transport_schema_hash(schema: Schema) -> str:
-    """What actor and learner must agree on: observation/action layout and protocol payload."""
-    return schema_hash({"schema": schema.to_json(), "payload": "transition/v1"})
+def transport_schema_hash(schema: Schema, features: FeatureCache | None = None) -> str:
+    """What actor and learner must agree on: observation/action layout and protocol payload,
+    and the layout of the camera features the actor sends (`FeatureCache.sent_by_actor`)."""
+    payload: dict[str, Any] = {"schema": schema.to_json(), "payload": "transition/v1"}
+    if features is not None and features.sent_by_actor:
+        payload["features"] = features.schema(schema).to_json()
+    return schema_hash(payload)
 
 
 def make_buffer(schema: Schema, cfg: TrainConfig, view_keys: tuple[str, ...] = ()) -> Buffer:
@@ -150,8 +157,9 @@ class Learner:
         # What actors send and the replay store keeps (stacks when chunked); the buffers
         # hold single frames and rebuild the stacks.
         self.schema = env_schema(env)
-        # A frozen backbone's features are computed once per frame, as frames arrive: the
-        # buffers hold them, the replay store the pixels.
+        # A frozen backbone's features are computed once per frame: by the actor, which runs
+        # the backbone to act anyway and sends them along (here: for demos and a reloaded
+        # replay). The buffers hold them, the replay store the pixels.
         self.features = FeatureCache.for_schema(cfg.agent_config.encoder, self.schema)
         self.frame_schema = frame_schema(self.schema, cfg.obs_horizon)
         if self.features is not None:
@@ -159,7 +167,11 @@ class Learner:
         example_obs, _ = env.reset(seed=cfg.seed)
         action_dim = int(np.prod(env.action_space.shape))
         env.close()
-        self.schema_hash = transport_schema_hash(self.schema)
+        self.schema_hash = transport_schema_hash(self.schema, self.features)
+        self._sent_specs = (  # per step: what an actor's features must look like
+            {k: s for k, s in self.features.schema(self.schema).observations
+             if k in self.features.keys}
+            if self.features is not None and self.features.sent_by_actor else {})
 
         self.buffer = self._make_buffer()
         # Demos, then (HIL-SERL) every intervened step as it arrives: the demo half of a batch.
@@ -289,9 +301,10 @@ class Learner:
         """The episode as the buffers hold it: cameras as cached features, if the agent's are."""
         return episode if self.features is None else self.features.episode(episode)
 
-    def _insert(self, fragment: Any, intervened: Any) -> None:
-        """Online buffer always; the intervened steps also to the demo buffer (HIL-SERL)."""
-        fragment = self._featurize(fragment)
+    def _insert(self, fragment: Any, intervened: Any, buffered: Episode | None = None) -> None:
+        """Online buffer always; the intervened steps also to the demo buffer (HIL-SERL).
+        `buffered`: the fragment as the buffers hold it, when the actor sent its features."""
+        fragment = self._featurize(fragment) if buffered is None else buffered
         add_episode(self.buffer, fragment)
         if len(intervened) == 0:
             return
@@ -303,16 +316,43 @@ class Learner:
         if self.sampler is self.buffer:
             self.sampler = self._sampler()
 
+    def _check_sent_features(self, data: dict[str, Any]) -> None:
+        """An actor's camera features: sent exactly when this run's actors send them, each
+        [n, *spec] in the spec's dtype and finite (a bad batch is refused before storing)."""
+        sent = data.get(SENT_FEATURES)
+        if not self._sent_specs:
+            if sent is not None:
+                raise ValueError(f"{SENT_FEATURES}: this run's actors send none")
+            return
+        if sent is None:
+            raise ValueError(f"{SENT_FEATURES}: missing; this run's actors send their cameras' "
+                             "features with each transition (an actor of another version?)")
+        if not isinstance(sent, dict) or sent.keys() != {"observations", "next_observations"}:
+            raise ValueError(f"{SENT_FEATURES}: expected observations and next_observations")
+        n = len(data["rewards"])
+        for part, maps in sent.items():
+            if not isinstance(maps, dict) or maps.keys() != self._sent_specs.keys():
+                raise ValueError(
+                    f"{SENT_FEATURES}/{part}: expected keys {sorted(self._sent_specs)}")
+            for key, spec in self._sent_specs.items():
+                v, shape = maps[key], (n, *spec.shape)
+                if v.dtype != spec.np_dtype or v.shape != shape:
+                    raise ValueError(f"{SENT_FEATURES}/{part}/{key}: {v.dtype.name} {v.shape}, "
+                                     f"expected {spec.dtype} {shape}")
+                if not np.isfinite(v).all():
+                    raise ValueError(f"{SENT_FEATURES}/{part}/{key}: not finite")
+
     def _ingest(self, batch: Transitions) -> None:
         """Store a pushed batch durably, then make it sampleable (runs on a gRPC thread)."""
         d = batch.data
         try:
+            self._check_sent_features(d)
             fragments = _fragments(d)
         except (KeyError, TypeError) as e:
             raise ValueError(f"transition batch: {e}") from e
         with self._ingest_lock:
             done_seq, done_part = self._stored_parts.get(batch.actor_id, (0, -1))
-            for part, (fragment, intervened) in enumerate(fragments):
+            for part, (fragment, intervened, _) in enumerate(fragments):
                 if (batch.seq, part) <= (done_seq, done_part):
                     continue  # stored by an attempt that failed later: never twice
                 attrs = {"actor": batch.actor_id, "seq": batch.seq, "part": part,
@@ -321,8 +361,8 @@ class Learner:
                     attrs["intervened"] = intervened
                 self.replay.append(fragment, attrs)
                 self._stored_parts[batch.actor_id] = (batch.seq, part)
-            for fragment, intervened in fragments:
-                self._insert(fragment, intervened)
+            for fragment, intervened, buffered in fragments:
+                self._insert(fragment, intervened, buffered)
             n = len(batch)
             self.env_steps += n
             self.actor_steps[batch.actor_id] = self.actor_steps.get(batch.actor_id, 0) + n
@@ -464,12 +504,17 @@ def _unfinished_batches(all_attrs: list[dict[str, Any]]) -> dict[str, tuple[int,
             for actor, (seq, stored, parts) in newest.items() if stored < parts}
 
 
-def _fragments(data: dict[str, Any]) -> list[tuple[Any, list[int]]]:
+def _fragments(data: dict[str, Any]) -> list[tuple[Episode, list[int], Episode | None]]:
     """Split a pushed batch into episode pieces (frames once), cut at dones and at gaps, each
-    with the indices of its steps a person (or the simulated one) took over."""
+    with the indices of its steps a person (or the simulated one) took over and, when the
+    actor sent its cameras' features, the piece as the buffers hold it (features for frames)."""
     builder = EpisodeBuilder()
     pieces = []
     obs, nxt = data["observations"], data["next_observations"]
+    sent = data.get(SENT_FEATURES)
+    if sent is not None:  # carried as extra keys, so both are cut at the same steps
+        obs = {**obs, **{_TAG + k: v for k, v in sent["observations"].items()}}
+        nxt = {**nxt, **{_TAG + k: v for k, v in sent["next_observations"].items()}}
     n = len(data["rewards"])
     for t in range(n):
         pieces += builder.add(
@@ -481,8 +526,19 @@ def _fragments(data: dict[str, Any]) -> list[tuple[Any, list[int]]]:
     # an actor that predates the flag sends none: nothing was intervened
     flags = np.asarray(data.get("intervened", np.zeros(n, bool)), bool).reshape(n)
     starts = np.cumsum([0] + [len(p) for p in pieces])  # pieces cover the rows in order
-    return [(p, np.flatnonzero(flags[a:b]).tolist())
-            for p, a, b in zip(pieces, starts[:-1], starts[1:], strict=True)]
+    out = []
+    for piece, a, b in zip(pieces, starts[:-1], starts[1:], strict=True):
+        pixels, buffered = _split_features(piece)
+        out.append((pixels, np.flatnonzero(flags[a:b]).tolist(), buffered))
+    return out
+
+
+def _split_features(piece: Episode) -> tuple[Episode, Episode | None]:
+    """A piece with sent features as extra keys -> (its pixels, its buffered form)."""
+    pixels = {k: v for k, v in piece.observations.items() if not k.startswith(_TAG)}
+    sent = {k[len(_TAG):]: v for k, v in piece.observations.items() if k.startswith(_TAG)}
+    rest = (piece.actions, piece.rewards, piece.terminated, piece.truncated)
+    return Episode(pixels, *rest), Episode({**pixels, **sent}, *rest) if sent else None
 
 
 def run_learner(cfg: TrainConfig, resume: bool = False) -> int:
