@@ -174,11 +174,11 @@ def test_the_learner_holds_the_features_an_actor_sent_and_refuses_bad_ones_befor
         front, wrist = sent["observations"]["front"], sent["next_observations"]["wrist"]
         bad_batches = {
             "missing": {k: v for k, v in good.data.items() if k != SENT_FEATURES},
-            "not finite": replaced("observations", {
+            "non-finite": replaced("observations", {
                 **sent["observations"], "front": np.full_like(front, np.nan)}),
             "float32": replaced("next_observations", {
                 **sent["next_observations"], "wrist": wrist.astype(np.float32)}),
-            "expected keys": replaced("observations", {"front": front}),
+            r"missing keys \['wrist'\]": replaced("observations", {"front": front}),
         }
         for reason, data in bad_batches.items():
             with pytest.raises(ValueError, match=reason):

@@ -38,6 +38,7 @@ from serl.data import (
     step_runs,
 )
 from serl.data.replay import Buffer
+from serl.data.schema import check_obs
 from serl.distributed import LearnerServer, Transitions, schema_hash
 from serl.train.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from serl.train.config import TrainConfig
@@ -168,10 +169,10 @@ class Learner:
         action_dim = int(np.prod(env.action_space.shape))
         env.close()
         self.schema_hash = transport_schema_hash(self.schema, self.features)
-        self._sent_specs = (  # per step: what an actor's features must look like
-            {k: s for k, s in self.features.schema(self.schema).observations
-             if k in self.features.keys}
-            if self.features is not None and self.features.sent_by_actor else {})
+        self._sent_schema = (  # per step: what an actor's features must look like
+            Schema.create({k: (s.shape, s.dtype) for k, s in self.features.schema(self.schema)
+                           .observations if k in self.features.keys}, self.schema.action_shape)
+            if self.features is not None and self.features.sent_by_actor else None)
 
         self.buffer = self._make_buffer()
         # Demos, then (HIL-SERL) every intervened step as it arrives: the demo half of a batch.
@@ -320,7 +321,7 @@ class Learner:
         """An actor's camera features: sent exactly when this run's actors send them, each
         [n, *spec] in the spec's dtype and finite (a bad batch is refused before storing)."""
         sent = data.get(SENT_FEATURES)
-        if not self._sent_specs:
+        if self._sent_schema is None:
             if sent is not None:
                 raise ValueError(f"{SENT_FEATURES}: this run's actors send none")
             return
@@ -331,16 +332,12 @@ class Learner:
             raise ValueError(f"{SENT_FEATURES}: expected observations and next_observations")
         n = len(data["rewards"])
         for part, maps in sent.items():
-            if not isinstance(maps, dict) or maps.keys() != self._sent_specs.keys():
-                raise ValueError(
-                    f"{SENT_FEATURES}/{part}: expected keys {sorted(self._sent_specs)}")
-            for key, spec in self._sent_specs.items():
-                v, shape = maps[key], (n, *spec.shape)
-                if v.dtype != spec.np_dtype or v.shape != shape:
-                    raise ValueError(f"{SENT_FEATURES}/{part}/{key}: {v.dtype.name} {v.shape}, "
-                                     f"expected {spec.dtype} {shape}")
-                if not np.isfinite(v).all():
-                    raise ValueError(f"{SENT_FEATURES}/{part}/{key}: not finite")
+            name = f"{SENT_FEATURES}/{part}"
+            check_obs(name, maps, self._sent_schema, (n,))  # keys, shapes, finite
+            for key, spec in self._sent_schema.observations:  # as computed: no cast accepted
+                if maps[key].dtype != spec.np_dtype:
+                    raise ValueError(f"{name}[{key!r}]: dtype {maps[key].dtype.name}, "
+                                     f"expected {spec.dtype}")
 
     def _ingest(self, batch: Transitions) -> None:
         """Store a pushed batch durably, then make it sampleable (runs on a gRPC thread)."""
