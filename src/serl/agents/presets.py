@@ -48,14 +48,17 @@ PRESETS: dict[str, SACConfig | BCConfig] = {
     # sac_demo on cameras: a frozen ImageNet MobileNetV2 (stride 16: 8x8x96 per 128x128 frame)
     # whose features are computed once per frame and stored (`cache_features`); only the head
     # trains (spatial learned embeddings, a 128-d bottleneck per camera, proprio, MLPs), one
-    # critic step per actor step (bench/results/learn_pick_cube_vision.json). The 128-d
-    # bottleneck made the update ~20% cheaper than 256-d and learnt no worse (seed 1: 90% at 18k
-    # env steps against 26k). `encode_once` made the update cheaper too, but with it seed 1
-    # failed to learn, twice (30% at 30k env steps; 15% at 22k with the 128-d bottleneck).
+    # critic step per actor step on minibatches of 128 (bench/results/learn_pick_cube_vision.json).
+    # The update is the run's critical path on a CPU: the 128-d bottleneck made it ~20% cheaper
+    # than 256-d and minibatches of 128 ~45% cheaper than 256, and neither learnt worse per env
+    # step (seed 0: 90% at 20k env steps with either minibatch size, in 10 min against 17).
+    # `encode_once` made the update cheaper too, but with it seed 1 failed to learn, twice (30%
+    # at 30k env steps; 15% at 22k with the 128-d bottleneck).
     "drq_cached": DrQConfig(
         **{f.name: getattr(SAC_DEMO, f.name) for f in dataclasses.fields(SAC_DEMO)
-           if f.name not in ("encoder", "critic_actor_ratio")},
+           if f.name not in ("encoder", "critic_actor_ratio", "batch_size")},
         critic_actor_ratio=1,
+        batch_size=128,
         encoder=EncoderConfig(
             backbone="mobilenet_v2",
             feature_stride=16,
