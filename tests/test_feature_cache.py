@@ -21,7 +21,7 @@ from serl.networks import BACKBONE_NAME, frame_features, make_backbone
 from serl.train.actor import Actor
 from serl.train.config import TrainConfig
 from serl.train.feature_cache import FeatureCache
-from serl.train.learner import SENT_FEATURES, Learner, run_token
+from serl.train.learner import SENT_FEATURES, Learner, add_episode, run_token
 
 CACHED = PRESETS["drq_cached"]
 TINY = dataclasses.replace(
@@ -199,9 +199,12 @@ def test_the_learner_holds_the_features_an_actor_sent_and_refuses_bad_ones_befor
 
 
 @pytest.mark.timeout(300)
-def test_an_actor_sends_the_features_it_acted_on_and_they_are_its_frames_features(tmp_path):
+@pytest.mark.parametrize("obs_horizon", [1, 2])
+def test_an_actor_sends_the_features_it_acted_on_and_they_are_its_frames_features(
+        tmp_path, obs_horizon):
     cfg = vision_config(tmp_path, env_steps=30, random_steps=0, training_starts=30,
-                        eval_every=10_000, eval_episodes=1, checkpoint_every=10_000)
+                        eval_every=10_000, eval_episodes=1, checkpoint_every=10_000,
+                        obs_horizon=obs_horizon)
     learner = Learner(cfg)
     ingested = []
     ingest = learner._ingest
@@ -217,12 +220,21 @@ def test_an_actor_sends_the_features_it_acted_on_and_they_are_its_frames_feature
         loop.join(60)
     assert not loop.is_alive() and len(learner.buffer) == 30
     assert all(SENT_FEATURES in b.data for b in ingested)
-    cache = FeatureCache(TINY.encoder, ("front", "wrist"))
-    stored = [e for e, _ in learner.replay.items()]
-    held = held_features(learner)
-    for key in ("front", "wrist"):  # bit for bit what the learner would compute from the pixels
-        frames = np.concatenate([e.observations[key] for e in stored])
-        np.testing.assert_array_equal(held[key][: len(frames)], cache.frames(frames))
+    # bit for bit what the learner computes from the stored pixels (demos, resume), stacks too
+    del learner.features.episode
+    rebuilt = learner._make_buffer()
+    for episode, _ in learner.replay.items():
+        add_episode(rebuilt, learner._featurize(episode))
+    n = rebuilt._filled
+    assert n == learner.buffer._filled > 30
+    held = {k: np.array(learner.buffer._frames[k][:n]) for k in ("front", "wrist")}
+    for key, maps in held.items():
+        np.testing.assert_array_equal(maps, rebuilt._frames[key][:n])
+    if obs_horizon == 1:  # and the backbone applied to each stored frame
+        cache = FeatureCache(TINY.encoder, ("front", "wrist"))
+        for key, maps in held.items():
+            frames = np.concatenate([e.observations[key] for e, _ in learner.replay.items()])
+            np.testing.assert_array_equal(maps, cache.frames(frames))
 
 
 def test_cached_views_are_the_features_of_fixed_shifts_of_the_frame():
