@@ -50,8 +50,9 @@ PRESETS: dict[str, SACConfig | BCConfig] = {
     # trains (spatial learned embeddings, a 128-d bottleneck per camera, proprio, MLPs), one
     # critic step per actor step on minibatches of 128 (bench/results/learn_pick_cube_vision.json).
     # The update is the run's critical path on a CPU: the 128-d bottleneck made it ~20% cheaper
-    # than 256-d and minibatches of 128 ~45% cheaper than 256, and neither learnt worse per env
-    # step (seed 0: 90% at 20k env steps with either minibatch size, in 10 min against 17).
+    # than 256-d, minibatches of 128 ~45% cheaper than 256 (~34 env steps/s against ~21); with
+    # 128 the 3 seeds took 26k / 18k / 26k env steps to 90% (256: 20k / 18k / 24k) and 3.41x
+    # the state recipe's wall time (256: 3.66x).
     # `encode_once` made the update cheaper too, but with it seed 1 failed to learn, twice (30%
     # at 30k env steps; 15% at 22k with the 128-d bottleneck).
     "drq_cached": DrQConfig(
