@@ -43,6 +43,12 @@ def run_seed(env_id: str, seed: int, out: Path, extra: list[str]) -> dict[str, o
     }
 
 
+def median_or_none(values: list[float | None]) -> float | None:
+    """Median where a missing value (never reached) counts as infinitely slow."""
+    m = statistics.median([v if v is not None else float("inf") for v in values])
+    return None if m == float("inf") else m
+
+
 def main() -> None:
     """Train every seed, then write bench/results/learn_pick_cube.json and a PNG."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -54,23 +60,19 @@ def main() -> None:
     seeds, extra = (args.seeds[:1], ["--env-steps", "2000", "--eval-every", "1000"]) \
         if args.quick else (args.seeds, [])
     runs = [run_seed(args.env_id, s, args.out, extra) for s in seeds]
-    steps = [r["env_steps_to_90"] for r in runs]
-    minutes = [r["minutes_to_90"] for r in runs]
-    reached = [s for s in steps if s is not None]
-    # a seed that never reaches 90% counts as infinitely slow in the median
-    median_steps = statistics.median([s if s is not None else float("inf") for s in steps])
-    median_minutes = statistics.median([m if m is not None else float("inf") for m in minutes])
+    median_steps = median_or_none([r["env_steps_to_90"] for r in runs])
+    median_minutes = median_or_none([r["minutes_to_90"] for r in runs])
     plot_learning_curves({f"seed {r['seed']}": r["evaluations"] for r in runs},
                          Path(__file__).parent / "results" / "learn_pick_cube.png")
     write_result("learn_pick_cube", {
         "env_id": args.env_id, "quick": args.quick, "seeds": seeds,
-        "seeds_reaching_90": len(reached),
-        "median_env_steps_to_90": None if median_steps == float("inf") else median_steps,
-        "median_minutes_to_90": None if median_minutes == float("inf") else median_minutes,
+        "seeds_reaching_90": sum(r["env_steps_to_90"] is not None for r in runs),
+        "median_env_steps_to_90": median_steps,
+        "median_minutes_to_90": median_minutes,
         "target": {"env_steps": TARGET_ENV_STEPS, "minutes": TARGET_MINUTES,
                    "success": TARGET_SUCCESS},
-        "meets_target": bool(median_steps <= TARGET_ENV_STEPS
-                             and median_minutes <= TARGET_MINUTES),
+        "meets_target": bool(median_steps is not None and median_steps <= TARGET_ENV_STEPS
+                             and median_minutes is not None and median_minutes <= TARGET_MINUTES),
         "runs": runs,
     })
 

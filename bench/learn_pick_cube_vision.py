@@ -20,19 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import write_result
-from learn_pick_cube import TARGET_SUCCESS, run_seed
+from learn_pick_cube import TARGET_SUCCESS, median_or_none, run_seed
 
 from serl.train.reports import plot_learning_curves
 
 TARGET_ENV_STEPS = 30_000
 TARGET_WALL_RATIO = 3.0  # wall time to 90% over the state recipe's
 TARGET_STAYS = 0.8  # mean success of each seed's last five evaluations
-
-
-def median_or_none(values: list[float | None]) -> float | None:
-    """Median where a missing value (never reached) counts as infinitely slow."""
-    m = statistics.median([v if v is not None else float("inf") for v in values])
-    return None if m == float("inf") else m
 
 
 def main() -> None:
