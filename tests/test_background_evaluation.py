@@ -60,6 +60,7 @@ def test_evaluation_runs_beside_the_caller_and_reports_what_a_blocking_one_would
     evaluation.start(policy, env_step=100)
     # start returned while the evaluation's first step is held: it runs on another thread
     assert reports == []
+    time.sleep(0.2)
     release.set()
     evaluation.start(policy, env_step=200)  # waits for the first, then queues the second
     evaluation.close()
@@ -68,6 +69,9 @@ def test_evaluation_runs_beside_the_caller_and_reports_what_a_blocking_one_would
     assert env.made_on != threading.get_ident() and env.stepped_on == {env.made_on}
     assert env.closed
     blocking = evaluate(flat(gym.make("Pendulum-v1")), lambda o: eval_actions(policy, o), 2, 7)
+    # each report says how long ago its policy was taken: the first was held >= 0.2 s
+    ages = [r.pop("policy_age_s") for _, r in reports]
+    assert ages[0] >= 0.2 and ages[1] >= 0.0
     assert reports[0][1] == pytest.approx(blocking)
 
 

@@ -6,6 +6,7 @@ import pytest
 from serl.train.reports import (
     EVAL_COLUMNS,
     append_eval_row,
+    eval_row,
     plot_learning_curves,
     read_eval_csv,
     write_video,
@@ -28,6 +29,14 @@ def test_eval_row_missing_a_column_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="success_rate"):
         append_eval_row(tmp_path / "eval.csv", {"env_step": 1, "wall_s": 0.0})
     assert not (tmp_path / "eval.csv").exists()
+
+
+def test_eval_row_is_timed_when_the_policy_was_taken() -> None:
+    values = {"success_rate": 0.9, "mean_return": 1.0, "episodes": 20.0, "policy_age_s": 30.0}
+    row = eval_row(values, env_step=2000, wall_s=100.0)
+    assert (row["env_step"], row["wall_s"], row["success_rate"]) == (2000, 70.0, 0.9)
+    assert eval_row({"success_rate": 1.0}, 5, wall_s=12.345)["wall_s"] == 12.35  # no age: now
+    assert eval_row({"policy_age_s": 50.0}, 5, wall_s=20.0)["wall_s"] == 0.0  # never before 0
 
 
 def test_learning_curve_png_is_written(tmp_path) -> None:

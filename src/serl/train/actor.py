@@ -90,7 +90,7 @@ class BackgroundEvaluation:
     def start(self, policy_state: Any, env_step: int) -> None:
         """Evaluate `policy_state` as of `env_step`, after the evaluation under way (if any)."""
         self.wait()
-        self._pending = self._worker.submit(self._run, policy_state, env_step)
+        self._pending = self._worker.submit(self._run, policy_state, env_step, time.monotonic())
 
     def wait(self) -> None:
         """Block until the evaluation under way (if any) has reported; re-raise its error."""
@@ -98,7 +98,7 @@ class BackgroundEvaluation:
         if pending is not None:
             pending.result()
 
-    def _run(self, policy_state: Any, env_step: int) -> None:
+    def _run(self, policy_state: Any, env_step: int, taken: float) -> None:
         if self._env is None:
             self._env = self._make_env()
 
@@ -111,6 +111,8 @@ class BackgroundEvaluation:
             result = evaluate(self._env, act, self._episodes, self._seed)
         except _EvaluationStopped:
             return
+        # how long ago the policy was taken: its episodes (and a queue) came in between
+        result["policy_age_s"] = time.monotonic() - taken
         self._report(result, env_step)
         log.info("eval at %d env steps: %s", env_step, result)
 

@@ -45,7 +45,12 @@ from serl.train.config import TrainConfig
 from serl.train.demos import is_success, with_observation_norm
 from serl.train.envs import chunk_env, chunk_episode, env_schema, frame_schema, make_env
 from serl.train.feature_cache import FeatureCache
-from serl.train.reports import append_episode_row, append_eval_row, plot_intervention_rate
+from serl.train.reports import (
+    append_episode_row,
+    append_eval_row,
+    eval_row,
+    plot_intervention_rate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -455,8 +460,7 @@ class Learner:
         for report in self.server.drain_reports():
             if report.kind == "eval":
                 others = sum(n for a, n in self.actor_steps.items() if a != report.actor_id)
-                row = {**report.values, "env_step": report.env_step + others,
-                       "wall_s": round(self.wall_s(), 2)}
+                row = eval_row(report.values, report.env_step + others, self.wall_s())
                 append_eval_row(self.run / "eval.csv", row)
                 self.last_eval = row
                 for key in ("success_rate", "mean_return"):

@@ -13,6 +13,14 @@ import numpy as np
 EVAL_COLUMNS = ("env_step", "wall_s", "success_rate", "mean_return", "episodes")
 
 
+def eval_row(values: dict[str, float], env_step: int, wall_s: float) -> dict[str, float]:
+    """An evaluation report as an eval.csv row: wall_s is when the evaluated policy was taken
+    (`wall_s` now less the report's `policy_age_s`), as env_step is its env step; an evaluation's
+    own episodes (20 camera episodes: ~30 s beside training on 2 cores) do not count."""
+    taken = max(wall_s - values.get("policy_age_s", 0.0), 0.0)
+    return {**values, "env_step": env_step, "wall_s": round(taken, 2)}
+
+
 def append_eval_row(path: Path, row: dict[str, float]) -> None:
     """Append one evaluation to RUN_DIR/eval.csv (header on first write), durably."""
     missing = [c for c in EVAL_COLUMNS if c not in row]
