@@ -51,8 +51,9 @@ PRESETS: dict[str, SACConfig | BCConfig] = {
     # critic step per actor step on minibatches of 128 (bench/results/learn_pick_cube_vision.json).
     # The update is the run's critical path on a CPU: the 128-d bottleneck made it ~20% cheaper
     # than 256-d, minibatches of 128 ~45% cheaper than 256 (~34 env steps/s against ~21); with
-    # 128 the 3 seeds took 26k / 18k / 26k env steps to 90% (256: 20k / 18k / 24k) and 3.41x
-    # the state recipe's wall time (256: 3.66x).
+    # 128 the 3 seeds took 26k / 20k / 22k env steps to 90% in the last bench run (26k / 18k /
+    # 26k in the one before; 256: 20k / 18k / 24k), 2.19x the state recipe's median wall time.
+    # Cutting the backbone at stride 8 (16x16x32) learnt far slower and ran no faster.
     # `encode_once` made the update cheaper too, but with it seed 1 failed to learn, twice (30%
     # at 30k env steps; 15% at 22k with the 128-d bottleneck).
     "drq_cached": DrQConfig(
