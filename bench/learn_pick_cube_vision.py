@@ -31,7 +31,7 @@ TARGET_STAYS = 0.8  # mean success of each seed's last five evaluations
 
 
 def main() -> None:
-    """Train the state recipe once and the vision recipe per seed; write the summary."""
+    """Train the vision recipe, then the state recipe, per seed; write the summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/bench_learn_pick_cube_vision"))

@@ -221,7 +221,7 @@ def test_an_actor_sends_the_features_it_acted_on_and_they_are_its_frames_feature
     assert not loop.is_alive() and len(learner.buffer) == 30
     assert all(SENT_FEATURES in b.data for b in ingested)
     # bit for bit what the learner computes from the stored pixels (demos, resume), stacks too
-    del learner.features.episode
+    del learner.features.episode  # the backbone allowed again, as on resume
     rebuilt = learner._make_buffer()
     for episode, _ in learner.replay.items():
         add_episode(rebuilt, learner._featurize(episode))

@@ -458,9 +458,11 @@ class Learner:
 
     def _handle_reports(self) -> None:
         for report in self.server.drain_reports():
+            # the run's env step: this actor's step plus what the other actors took so far
+            others = sum(n for a, n in self.actor_steps.items() if a != report.actor_id)
+            run_step = report.env_step + others
             if report.kind == "eval":
-                others = sum(n for a, n in self.actor_steps.items() if a != report.actor_id)
-                row = eval_row(report.values, report.env_step + others, self.wall_s())
+                row = eval_row(report.values, run_step, self.wall_s())
                 append_eval_row(self.run / "eval.csv", row)
                 self.last_eval = row
                 for key in ("success_rate", "mean_return"):
@@ -472,10 +474,8 @@ class Learner:
                 for key, value in {**report.values, "param_version_lag": lag}.items():
                     self._writer.add_scalar(f"actor/{key}", value, report.env_step)
                 if "episode_return" in report.values:
-                    others = sum(n for a, n in self.actor_steps.items() if a != report.actor_id)
                     append_episode_row(self.run / "episodes.csv", {
-                        **report.values, "env_step": report.env_step + others,
-                        "actor": report.actor_id})
+                        **report.values, "env_step": run_step, "actor": report.actor_id})
 
     def all_actors_done(self) -> bool:
         """Every actor signed off and all the transitions it took have arrived."""
