@@ -25,6 +25,7 @@ class EnvLoop:
     def __init__(self, client: ActorClient, period: float = 0.002) -> None:
         self.client, self.period = client, period
         self.steps, self.slowest, self.dropped = 0, 0.0, 0
+        self.started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run)
         self._thread.start()
@@ -64,12 +65,15 @@ def outage(outage_s: float, spill_dir: Path | None = None, max_queue_bytes: int 
         assert store.wait(lambda s: len(s.ids()) >= 200, timeout=10)
         first.close(grace=0)
         watermarks = first.watermarks()  # what a checkpoint taken at the crash would hold
-        steps_at_crash = loop.steps
+        steps_at_crash, connected_rate = loop.steps, loop.steps / (time.monotonic() - loop.started)
         time.sleep(outage_s)
         assert not client.stats()["connected"]
         # what an actor reports while it waits (the learner's last word: ending the long poll)
         assert client.silent_for() >= outage_s - 0.5
-        assert loop.steps - steps_at_crash > outage_s * 100  # the actor kept stepping
+        # the actor kept stepping at its pace: an env loop held up by the network would make a
+        # step per reconnection attempt (and machine load slows both periods alike)
+        outage_rate = (loop.steps - steps_at_crash) / outage_s
+        assert outage_rate > connected_rate / 4, (outage_rate, connected_rate)
         second = LearnerServer(TOKEN, SCHEMA, store.add, port=first.port, watermarks=watermarks)
         with second:
             time.sleep(0.5)
@@ -82,7 +86,9 @@ def outage(outage_s: float, spill_dir: Path | None = None, max_queue_bytes: int 
         loop.stop()
         client.close(timeout=0)
     assert loop.dropped == 0 and stats["dropped"] == 0
-    assert loop.slowest < 0.5  # send only enqueues, even with the learner gone
+    # send only enqueues, even with the learner gone: one that waited for it would last the
+    # outage (the slowest call, ~1 ms on a quiet machine, is the scheduler's, not the network's)
+    assert loop.slowest < outage_s / 2, loop.slowest
     check_exactly_once(store.ids(), range(total))
     seqs = store.seqs("a")
     assert seqs == list(range(1, len(seqs) + 1))
@@ -203,10 +209,12 @@ def test_second_actor_joins_mid_run() -> None:
                 params = first.latest_params()
                 seen.append(params[0] if params else 0)
             start = time.monotonic()
-            with ActorClient(server.address, TOKEN, "second", SCHEMA, **FAST) as second:
-                got = second.wait_params(timeout=1.0)
+            # a long poll of 30 s: the current version must come at once, not when it ends
+            late = {**FAST, "params_wait": 30.0}
+            with ActorClient(server.address, TOKEN, "second", SCHEMA, **late) as second:
+                got = second.wait_params(timeout=20.0)
                 joined_in = time.monotonic() - start
-                assert got is not None and joined_in < 1.0, joined_in
+                assert got is not None and joined_in < 10.0, joined_in
                 assert got[0] == version and np.all(got[1]["w"] == version)
                 for i in range(200):
                     second.send(transition(10_000 + i))

@@ -256,9 +256,11 @@ def test_params_late_joiner_chunked_static_sent_once(store) -> None:
             np.testing.assert_array_equal(params["enc"]["conv"], encoder["conv"])
             assert server.stats()["params/static_sent"] == 1  # not re-broadcast
             start = time.monotonic()
-            with ActorClient(server.address, TOKEN, "b", SCHEMA, **FAST) as late:
-                version, params = late.wait_params(timeout=5)
-                assert time.monotonic() - start < 1.0  # the current version at once
+            # a long poll of 30 s: the current version must come at once, not when it ends
+            slow_poll = {**FAST, "params_wait": 30.0}
+            with ActorClient(server.address, TOKEN, "b", SCHEMA, **slow_poll) as late:
+                version, params = late.wait_params(timeout=20)
+                assert time.monotonic() - start < 10.0
                 assert version == 3 and set(params) == {"enc", "mlp"}
             assert server.stats()["params/static_sent"] == 2
         with pytest.raises(ValueError, match="version: must increase"):
