@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import write_result
 
 from serl.agents.classifier import ClassifierConfig
-from serl.train.classifier import record_transitions, train_classifier
+from serl.train.recording import record_transitions
+from serl.train.reward_model import train_classifier
 
 ENV_ID = "serl/PandaPickCubeVision-v0"
 HELD_OUT_SEED = 100_000

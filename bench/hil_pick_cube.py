@@ -23,9 +23,9 @@ from common import RESULTS, write_result
 
 from serl.envs import SimHumanRules
 from serl.train.config import recipe
-from serl.train.envs import InterventionConfig
 from serl.train.launcher import train
 from serl.train.reports import plot_learning_curves, plot_series, read_eval_csv
+from serl.train.run_files import InterventionConfig
 
 TARGET_SUCCESS = 0.9
 CONDITIONS = {

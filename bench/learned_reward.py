@@ -35,14 +35,15 @@ from common import RESULTS, write_result
 
 from serl.agents import api as agents
 from serl.agents import classifier as clf
-from serl.agents.actor import eval_actions, sample_actions
+from serl.agents.policy import eval_actions, sample_actions
 from serl.data import Episode, FrameReplayBuffer, MixedSampler
 from serl.envs import make_expert
-from serl.train.actor import evaluate
-from serl.train.classifier import RewardClassifier, record_transitions, train_classifier
-from serl.train.demos import episodes_norm, rollout_episode
+from serl.train.demos import episodes_norm
 from serl.train.envs import env_schema, make_env
+from serl.train.recording import record_transitions
 from serl.train.reports import plot_learning_curves
+from serl.train.reward_model import RewardClassifier, train_classifier
+from serl.train.rollout import evaluate, run_episode
 from serl.wrappers import LearnedReward
 
 ENV_ID = "serl/PandaPickCubeVision-v0"
@@ -96,10 +97,10 @@ def record_demos(setup: Setup) -> list[Episode]:
     demos, seed = [], DEMO_SEED
     while len(demos) < setup.demos:
         expert.reset()
-        episode, success = rollout_episode(env, expert, seed)
+        run = run_episode(env, expert, seed)
         seed += 1
-        if success:
-            demos.append(episode)
+        if run.success:
+            demos.append(run.episode())
     env.close()
     return demos
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from serl.agents import BCConfig, DrQConfig, EncoderConfig, SACConfig
-from serl.agents.checkpoint import leaf_hashes
+from serl.agents.persist import leaf_hashes
 
 STATE_OBS = {"state": np.zeros(5, np.float32), "aux": np.zeros((2, 2), np.float32)}
 PIXEL_OBS = {

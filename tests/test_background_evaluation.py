@@ -10,8 +10,9 @@ import pytest
 from agents_helpers import tiny_sac
 
 from serl.agents import create
-from serl.agents.actor import eval_actions
-from serl.train.actor import BackgroundEvaluation, evaluate
+from serl.agents.policy import eval_actions
+from serl.train.actor_process import BackgroundEvaluation
+from serl.train.rollout import evaluate
 
 
 class ThreadRecorder(gym.Wrapper):

@@ -130,7 +130,7 @@ def test_spec_roundtrips_through_json():
 def test_unknown_config_field_is_an_error():
     d = config_to_dict(PRESETS["sac_state"])
     d["config"]["no_such_field"] = 1
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match=r"sac config: unknown fields \['no_such_field'\]"):
         config_from_dict(d)
 
 

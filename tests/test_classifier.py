@@ -12,15 +12,15 @@ from serl.agents import classifier as clf
 from serl.agents.classifier import ClassifierConfig
 from serl.data import Episode, EpisodeStore, Schema
 from serl.robot.teleop import Keyboard, ScriptedSource
-from serl.train.classifier import (
+from serl.train.envs import make_env
+from serl.train.recording import record_transitions
+from serl.train.reward_model import (
     RewardClassifier,
     binary_metrics,
     choose_threshold,
     load_labelled,
-    record_transitions,
     train_classifier,
 )
-from serl.train.envs import make_env
 
 SIZE = 32
 TINY = ClassifierConfig(
@@ -216,7 +216,7 @@ def test_a_cached_feature_classifier_trains_on_features_computed_once_per_frame(
     tmp_path, monkeypatch
 ):
     from serl.networks import FEATURE_DTYPE
-    from serl.train.classifier import CHUNK
+    from serl.train.reward_model import CHUNK
 
     rng = np.random.default_rng(0)
     train = synthetic_store(tmp_path / "train", range(8), rng)

@@ -10,8 +10,8 @@ import pytest
 from serl.cli import main
 from serl.data import EpisodeStore
 from serl.robot.teleop import DISCONNECT, DeviceDisconnected, Keyboard, ScriptedSource
-from serl.train.demos import record_demos
 from serl.train.envs import env_schema, make_env
+from serl.train.recording import record_demos
 
 
 def test_record_demos_writes_successful_episodes(tmp_path) -> None:

@@ -18,10 +18,12 @@ from serl.agents.sac import build_networks
 from serl.data import Episode
 from serl.distributed import Transitions
 from serl.networks import BACKBONE_NAME, frame_features, make_backbone
-from serl.train.actor import Actor
+from serl.train.actor_process import Actor
+from serl.train.buffers import add_episode
 from serl.train.config import TrainConfig
 from serl.train.feature_cache import FeatureCache
-from serl.train.learner import SENT_FEATURES, Learner, add_episode, run_token
+from serl.train.learner_process import Learner
+from serl.train.run_files import SENT_FEATURES, run_token
 
 CACHED = PRESETS["drq_cached"]
 TINY = dataclasses.replace(
@@ -115,6 +117,7 @@ def camera_transitions(n, features=True):
     data = {k: ({kk: np.stack([o[kk] for o in v]) for kk in v[0]} if isinstance(v[0], dict)
                 else np.asarray(v)) for k, v in rows.items()}
     data["rewards"] = data["rewards"].astype(np.float32)
+    data["intervened"] = np.zeros(n, bool)
     if features:
         cache = FeatureCache(TINY.encoder, ("front", "wrist"))
         data[SENT_FEATURES] = {
@@ -125,8 +128,8 @@ def camera_transitions(n, features=True):
 
 
 def held_features(learner):
-    n = len(learner.buffer) + 1
-    return {k: np.array(learner.buffer._frames[k][:n]) for k in ("front", "wrist")}
+    n = len(learner.buffers.online) + 1
+    return {k: np.array(learner.buffers.online._frames[k][:n]) for k in ("front", "wrist")}
 
 
 def vision_config(tmp_path, **kw):
@@ -143,17 +146,17 @@ def test_a_resumed_learner_rebuilds_identical_features_from_the_stored_pixels(tm
     try:
         learner._ingest(camera_transitions(9))  # the actor's features: the buffers hold them
         first = held_features(learner)
-        assert first["front"].shape == (10, 2, 2, 96) and len(learner.buffer) == 9
+        assert first["front"].shape == (10, 2, 2, 96) and len(learner.buffers.online) == 9
         learner.checkpoint()
     finally:
         learner.server.close()
         learner.replay.close()
     again = Learner(cfg, resume=True)
     try:
-        assert len(again.buffer) == 9
+        assert len(again.buffers.online) == 9
         for key, value in held_features(again).items():
             np.testing.assert_array_equal(value, first[key])
-        stored = next(iter(again.replay)).observations["front"]
+        stored = next(iter(again.replay.store)).observations["front"]
         assert stored.dtype == np.uint8 and stored.shape == (10, SIZE, SIZE, 3)  # pixels on disk
     finally:
         again.server.close()
@@ -183,7 +186,8 @@ def test_the_learner_holds_the_features_an_actor_sent_and_refuses_bad_ones_befor
         for reason, data in bad_batches.items():
             with pytest.raises(ValueError, match=reason):
                 learner._ingest(Transitions("actor-0", 1, data, good.param_versions))
-            assert len(learner.replay) == 0 and len(learner.buffer) == 0  # nothing kept
+            # nothing kept
+            assert len(learner.replay.store) == 0 and len(learner.buffers.online) == 0
         # what the buffers hold is what the actor sent (not recomputed): mark one map
         marked = np.array(front)
         marked[0] = 1.0
@@ -192,7 +196,7 @@ def test_the_learner_holds_the_features_an_actor_sent_and_refuses_bad_ones_befor
         held = held_features(learner)
         np.testing.assert_array_equal(held["front"][0], marked[0])
         np.testing.assert_array_equal(held["front"][1:], sent["next_observations"]["front"])
-        assert len(learner.replay) == 1 and len(learner.buffer) == 6
+        assert len(learner.replay.store) == 1 and len(learner.buffers.online) == 6
     finally:
         learner.server.close()
         learner.replay.close()
@@ -218,22 +222,22 @@ def test_an_actor_sends_the_features_it_acted_on_and_they_are_its_frames_feature
     finally:
         assert actor.close(flush_timeout=60)
         loop.join(60)
-    assert not loop.is_alive() and len(learner.buffer) == 30
+    assert not loop.is_alive() and len(learner.buffers.online) == 30
     assert all(SENT_FEATURES in b.data for b in ingested)
     # bit for bit what the learner computes from the stored pixels (demos, resume), stacks too
     del learner.features.episode  # the backbone allowed again, as on resume
-    rebuilt = learner._make_buffer()
-    for episode, _ in learner.replay.items():
-        add_episode(rebuilt, learner._featurize(episode))
+    rebuilt = learner.buffers.make()
+    for episode, _ in learner.replay.store.items():
+        add_episode(rebuilt, learner.buffers.featurize(episode))
     n = rebuilt._filled
-    assert n == learner.buffer._filled > 30
-    held = {k: np.array(learner.buffer._frames[k][:n]) for k in ("front", "wrist")}
+    assert n == learner.buffers.online._filled > 30
+    held = {k: np.array(learner.buffers.online._frames[k][:n]) for k in ("front", "wrist")}
     for key, maps in held.items():
         np.testing.assert_array_equal(maps, rebuilt._frames[key][:n])
     if obs_horizon == 1:  # and the backbone applied to each stored frame
         cache = FeatureCache(TINY.encoder, ("front", "wrist"))
         for key, maps in held.items():
-            frames = np.concatenate([e.observations[key] for e, _ in learner.replay.items()])
+            frames = np.concatenate([e.observations[key] for e, _ in learner.replay.store.items()])
             np.testing.assert_array_equal(maps, cache.frames(frames))
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from serl import agents
 from serl.agents import gripper
-from serl.agents.checkpoint import leaf_hashes
+from serl.agents.persist import leaf_hashes
 
 TINY = {
     "hidden_dims": (16, 16),

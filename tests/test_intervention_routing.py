@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from serl.data import Episode, EpisodeStore, step_runs
-from serl.train.actor import Actor
+from serl.train.actor_process import Actor
 from serl.train.config import TrainConfig
-from serl.train.envs import InterventionConfig
-from serl.train.learner import Learner, run_token
+from serl.train.learner_process import Learner
+from serl.train.run_files import InterventionConfig, run_token
 
 TINY_SAC = {"hidden_dims": [16, 16], "num_qs": 2, "batch_size": 8, "critic_actor_ratio": 2}
 
@@ -39,7 +39,7 @@ def test_interventions_reach_both_buffers_and_survive_a_restart(tmp_path) -> Non
     hil = InterventionConfig(kind="sim", sim_rules=rules)
     hil.save(cfg.path)
     learner = Learner(cfg)
-    assert learner.sampler is learner.buffer  # no demos yet: online data only
+    assert learner.buffers.sampler is learner.buffers.online  # no demos yet: online data only
     loop = threading.Thread(target=learner.run_loop)
     loop.start()
     actor = Actor(cfg, learner.server.address, run_token(cfg.path), index=0)
@@ -64,13 +64,14 @@ def test_interventions_reach_both_buffers_and_survive_a_restart(tmp_path) -> Non
         assert np.all(np.abs(episode.actions[steps, 3]) == 1.0)
     n_human = sum(len(e) for e in human)
     assert 0 < n_human < 200
-    assert len(learner.buffer) == 200 and len(learner.demo_buffer) == n_human
-    assert learner.intervention_steps == n_human
+    assert len(learner.buffers.online) == 200 and len(learner.buffers.demos) == n_human
+    assert learner.buffers.intervention_steps == n_human
     demo_actions = np.concatenate([e.actions for e in human])
     np.testing.assert_array_equal(
-        np.sort(learner.demo_buffer._actions[:n_human], axis=0), np.sort(demo_actions, axis=0)
+        np.sort(learner.buffers.demos._actions[:n_human], axis=0), np.sort(demo_actions, axis=0)
     )
-    assert type(learner.sampler).__name__ == "MixedSampler"  # interventions feed the demo half
+    # interventions feed the demo half
+    assert type(learner.buffers.sampler).__name__ == "MixedSampler"
 
     # intervention rate per episode: episodes.csv and a PNG
     with (cfg.path / "episodes.csv").open() as f:
@@ -82,8 +83,10 @@ def test_interventions_reach_both_buffers_and_survive_a_restart(tmp_path) -> Non
     # a restarted learner rebuilds both buffers, in the same order, from the replay log alone
     again = Learner(cfg, resume=True)
     try:
-        assert len(again.buffer) == 200 and len(again.demo_buffer) == n_human
-        for a, b in [(learner.buffer, again.buffer), (learner.demo_buffer, again.demo_buffer)]:
+        assert len(again.buffers.online) == 200 and len(again.buffers.demos) == n_human
+        pairs = [(learner.buffers.online, again.buffers.online),
+                 (learner.buffers.demos, again.buffers.demos)]
+        for a, b in pairs:
             x, y = sample_all(a), sample_all(b)
             np.testing.assert_array_equal(x["actions"], y["actions"])
             np.testing.assert_array_equal(

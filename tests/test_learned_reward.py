@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from serl.agents import classifier as clf
-from serl.train.classifier import RewardConfig, make_reward_env
 from serl.train.envs import make_env
+from serl.train.reward_model import make_reward_env
+from serl.train.run_files import RewardConfig
 from serl.wrappers import LearnedReward, MultiStageLearnedReward
 
 DOWN = np.array([0.0, 0.0, -0.5, 0.0], np.float32)  # lower the TCP from its home at z 0.49

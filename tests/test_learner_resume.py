@@ -5,7 +5,7 @@ import pytest
 
 from serl.distributed import Transitions
 from serl.train.config import TrainConfig
-from serl.train.learner import Learner
+from serl.train.learner_process import Learner
 
 TINY_SAC = {"hidden_dims": [16, 16], "num_qs": 2, "batch_size": 8, "critic_actor_ratio": 2}
 
@@ -34,7 +34,7 @@ def pendulum_batch(seq: int, lengths: list[int], start: float) -> Transitions:
 
 
 def stored_states(learner: Learner) -> list[float]:
-    return sorted(s for e in learner.replay for s in e.observations["state"][:-1, 0].tolist())
+    return sorted(s for e in learner.replay.store for s in e.observations["state"][:-1, 0].tolist())
 
 
 def close(learner: Learner) -> None:
@@ -49,7 +49,7 @@ def test_a_batch_stored_in_part_is_taken_again_and_stored_once(tmp_path) -> None
     first, split = pendulum_batch(1, [3], start=0), pendulum_batch(2, [2, 4], start=1000)
     learner = Learner(cfg)
     learner._ingest(first)
-    append, calls = learner.replay.append, []
+    append, calls = learner.replay.store.append, []
 
     def dies_after_one_piece(*args, **kwargs):
         calls.append(1)
@@ -57,7 +57,7 @@ def test_a_batch_stored_in_part_is_taken_again_and_stored_once(tmp_path) -> None
             raise OSError("killed between the pieces")
         return append(*args, **kwargs)
 
-    learner.replay.append = dies_after_one_piece
+    learner.replay.store.append = dies_after_one_piece
     with pytest.raises(OSError):
         learner._ingest(split)
     close(learner)
@@ -66,9 +66,9 @@ def test_a_batch_stored_in_part_is_taken_again_and_stored_once(tmp_path) -> None
     try:
         # the half-stored batch is not acknowledged, so the actor sends it again
         assert again.server.watermarks() == {"actor-0": 1}
-        assert again.env_steps == 3 and len(again.buffer) == 3
+        assert again.env_steps == 3 and len(again.buffers.online) == 3
         again._ingest(split)
-        assert again.env_steps == 9 and len(again.buffer) == 9
+        assert again.env_steps == 9 and len(again.buffers.online) == 9
         assert stored_states(again) == [0, 1, 2, 1000, 1001, 1100, 1101, 1102, 1103]
     finally:
         close(again)
@@ -76,6 +76,6 @@ def test_a_batch_stored_in_part_is_taken_again_and_stored_once(tmp_path) -> None
     reloaded = Learner(cfg, resume=True)
     try:
         assert reloaded.server.watermarks() == {"actor-0": 2}
-        assert reloaded.env_steps == 9 and len(reloaded.buffer) == 9
+        assert reloaded.env_steps == 9 and len(reloaded.buffers.online) == 9
     finally:
         close(reloaded)

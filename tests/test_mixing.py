@@ -1,9 +1,6 @@
-"""Demo/online mixing fractions and the background prefetch iterator."""
+"""Demo/online mixing fractions."""
 
 from __future__ import annotations
-
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -12,11 +9,9 @@ from serl.data import (
     Episode,
     FrameReplayBuffer,
     MixedSampler,
-    Prefetcher,
     ReplayBuffer,
     Schema,
     demo_rows,
-    prefetch_batches,
 )
 
 SCHEMA = Schema.create({"cam": ((4, 4, 3), "uint8"), "state": ((2,), "float32")}, (1,))
@@ -89,62 +84,6 @@ def test_default_is_the_rlpd_half_and_half_and_extremes_skip_the_other_buffer():
     assert (only_online["rewards"] == 1.0).all()
     with pytest.raises(ValueError, match="demo_fraction"):
         MixedSampler(demo, demo, demo_fraction=1.5)
-
-
-def test_prefetcher_yields_results_in_order_and_bounds_the_queue():
-    calls = []
-
-    def produce():
-        calls.append(len(calls))
-        return calls[-1]
-
-    with Prefetcher(produce, depth=3) as it:
-        assert [next(it) for _ in range(5)] == [0, 1, 2, 3, 4]
-        time.sleep(0.2)
-        assert len(calls) <= 5 + 3 + 1  # queue full: the producer waits
-    assert not it._thread.is_alive()
-
-
-def test_prefetcher_propagates_the_producer_exception_then_stops():
-    state = {"n": 0}
-
-    def produce():
-        state["n"] += 1
-        if state["n"] == 3:
-            raise ZeroDivisionError("boom")
-        return state["n"]
-
-    it = Prefetcher(produce, depth=2)
-    assert next(it) == 1 and next(it) == 2
-    with pytest.raises(ZeroDivisionError, match="boom"):
-        next(it)
-    with pytest.raises(StopIteration):
-        next(it)
-    assert not it._thread.is_alive()
-
-
-def test_prefetcher_close_is_prompt_and_idempotent_with_a_blocked_producer():
-    it = Prefetcher(lambda: np.zeros(3), depth=1)
-    time.sleep(0.1)  # the producer is now blocked on the full queue
-    start = time.monotonic()
-    it.close()
-    it.close()
-    assert time.monotonic() - start < 1.0
-    assert not it._thread.is_alive()
-    assert list(it) == []
-
-
-def test_prefetch_batches_samples_in_the_background_with_a_transform():
-    buf = filled(FrameReplayBuffer(SCHEMA, 64, obs_horizon=2), source=3.0)
-    threads = set()
-
-    def transform(batch):
-        threads.add(threading.current_thread().name)
-        return batch["observations"]["cam"].shape
-
-    with prefetch_batches(buf, 32, np.random.default_rng(0), depth=2, transform=transform) as it:
-        assert [next(it) for _ in range(4)] == [(32, 2, 4, 4, 3)] * 4
-    assert threads == {"serl-prefetch"}
 
 
 def test_mark_demos_flags_exactly_the_rows_drawn_from_the_demos():

@@ -14,6 +14,7 @@ from dataclasses import replace
 import httpx
 import numpy as np
 import pytest
+from robot_helpers import ServerThread
 
 from serl.robot import transforms as tf
 from serl.robot.backends.sim import SimBackend
@@ -27,7 +28,7 @@ from serl.robot.errors import (
     RobotRejected,
     RobotTimeout,
 )
-from serl.robot.server import ServerConfig, ServerThread, create_app
+from serl.robot.server import ServerConfig, create_app
 from serl.robot.tasks import SIM_PEG_TARGET, task_config
 
 IMAGE = (64, 64)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from robot_helpers import ServerThread
 from schemathesis.checks import negative_data_rejection, not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -19,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from serl.robot.backends.sim import SimBackend
-from serl.robot.server import ServerConfig, ServerThread, create_app
+from serl.robot.server import ServerConfig, create_app
 
 # Short waits keep fuzzing fast: moves and frame long-polls are bounded by the config.
 CONFIG = ServerConfig(max_move_s=0.2, move_settle_s=0.2, max_camera_wait_s=0.1, max_recoveries=1000)

@@ -4,10 +4,11 @@ FrankaEnv talking HTTP to a robot server whose sim backend runs the peg-insertio
 from __future__ import annotations
 
 import pytest
+from robot_helpers import ServerThread
 from train_helpers import SHORT_RUN, TINY_DRQ
 
 from serl.robot.backends.sim import SimBackend
-from serl.robot.server import ServerConfig, ServerThread, create_app
+from serl.robot.server import ServerConfig, create_app
 from serl.train.config import TrainConfig
 from serl.train.launcher import train
 from serl.train.reports import read_eval_csv

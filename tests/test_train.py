@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serl.agents.checkpoint import leaf_hashes
+from serl.agents.persist import leaf_hashes
 from serl.data import EpisodeStore
-from serl.train.checkpoints import latest_checkpoint, load_checkpoint
 from serl.train.config import TrainConfig
 from serl.train.launcher import Launcher, prepare_run, train
 from serl.train.reports import EVAL_COLUMNS, read_eval_csv
+from serl.train.run_checkpoints import latest_checkpoint, load_checkpoint
 
 TINY_SAC = {"hidden_dims": [32, 32], "num_qs": 2, "batch_size": 32, "critic_actor_ratio": 2}
 
@@ -139,9 +139,26 @@ def test_train_runs_end_to_end_and_writes_its_outputs(tmp_path) -> None:
 
 @pytest.mark.timeout(120)
 def test_a_learner_that_cannot_start_says_why(tmp_path) -> None:
-    cfg = pendulum(tmp_path / "run", env_kwargs={"max_episode_step": 50})  # a typo
-    with pytest.raises(RuntimeError, match="unexpected keyword argument 'max_episode_step'"):
+    cfg = pendulum(tmp_path / "run")
+    (cfg.path / "replay").parent.mkdir(parents=True)
+    (cfg.path / "replay").write_text("not a store")  # what only the learner reads
+    with pytest.raises(RuntimeError, match="no episode store here"):
         train(cfg, video=False)
+
+
+@pytest.mark.timeout(120)
+def test_env_and_store_mistakes_stop_a_run_before_any_process_starts(tmp_path) -> None:
+    cases = [
+        (pendulum(tmp_path / "a", env_kwargs={"max_episode_step": 50}),  # a typo
+         ValueError, "unexpected keyword argument 'max_episode_step'"),
+        (pendulum(tmp_path / "b", env_id="Pendulum-v9"), ValueError, "cannot make env"),
+        (pendulum(tmp_path / "c", demos=str(tmp_path / "nowhere")), FileNotFoundError,
+         "--demos .*nowhere: no such episode store"),
+    ]
+    for cfg, error, message in cases:
+        with pytest.raises(error, match=message):
+            train(cfg, video=False)
+        assert not (cfg.path / "logs").exists()  # no learner, no actor was started
 
 
 @contextmanager
@@ -166,6 +183,17 @@ def test_the_cli_states_a_users_mistake_in_one_line(tmp_path) -> None:
     debug = subprocess.run(command, capture_output=True, text=True, timeout=60,
                            env={**os.environ, "SERL_DEBUG": "1"})
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_only_errors_serl_raises_are_shown_as_a_users_mistake() -> None:
+    from serl.cli import _said_by_serl
+    from serl.train.envs import make_env
+
+    with pytest.raises(ValueError) as ours:
+        make_env("Pendulum-v9")
+    with pytest.raises(ValueError) as theirs:  # a library's error (think XLA): keeps its trace
+        json.loads("{")
+    assert _said_by_serl(ours.value) and not _said_by_serl(theirs.value)
 
 
 @pytest.mark.timeout(300)

@@ -8,8 +8,9 @@ import pytest
 
 from serl.cli import main
 from serl.data import EpisodeStore, FrameReplayBuffer, ReplayBuffer
+from serl.train.buffers import add_episode
 from serl.train.config import TrainConfig, recipe
-from serl.train.demos import rollout_episode, tile_obs_norm
+from serl.train.demos import tile_obs_norm
 from serl.train.envs import (
     check_intervention_chunks,
     chunk_env,
@@ -20,8 +21,8 @@ from serl.train.envs import (
 )
 from serl.train.evaluation import evaluate_run
 from serl.train.launcher import train
-from serl.train.learner import add_episode
 from serl.train.reports import read_eval_csv
+from serl.train.rollout import run_episode
 
 T, K = 3, 2
 
@@ -29,7 +30,7 @@ T, K = 3, 2
 def raw_episode(env_id: str, steps: int, seed: int):
     env = make_env(env_id, max_episode_steps=steps)
     rng = np.random.default_rng(seed)
-    episode, _ = rollout_episode(env, lambda o: rng.uniform(-1, 1, env.action_space.shape), seed)
+    episode = run_episode(env, lambda o: rng.uniform(-1, 1, env.action_space.shape), seed).episode()
     env.close()
     return episode
 

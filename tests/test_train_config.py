@@ -17,7 +17,7 @@ def test_config_json_round_trip_and_unknown_keys() -> None:
     again = TrainConfig.from_json(cfg.to_json())
     assert again == cfg
     assert again.agent_config.hidden_dims == (8, 8)
-    with pytest.raises(ValueError, match="unknown training config keys"):
+    with pytest.raises(ValueError, match=r"training config: unknown fields \['lr'\]"):
         TrainConfig.from_json({**cfg.to_json(), "lr": 1})
 
 
@@ -48,8 +48,7 @@ def test_default_run_dirs_never_reuse_a_run_unless_resuming(tmp_path, monkeypatc
 
 
 def test_run_side_files_round_trip_and_refuse_malformed_json(tmp_path) -> None:
-    from serl.train.classifier import RewardConfig
-    from serl.train.envs import InterventionConfig
+    from serl.train.run_files import InterventionConfig, RewardConfig
 
     assert InterventionConfig.load(tmp_path) == InterventionConfig()  # absent: the defaults
     hil = InterventionConfig(kind="sim", sim_rules={"noise": 0.1})

@@ -12,13 +12,13 @@ from serl.agents import vice
 from serl.cli import main
 from serl.data import Episode, EpisodeStore, stack_frames
 from serl.envs import make_expert
-from serl.train.checkpoints import latest_checkpoint, load_checkpoint
+from serl.train.buffers import sample_goals, store_goal_examples
 from serl.train.config import TrainConfig, recipe
-from serl.train.demos import rollout_episode
 from serl.train.envs import env_schema, make_env
 from serl.train.launcher import train
-from serl.train.learner import sample_goals, store_goal_examples
 from serl.train.reports import read_eval_csv
+from serl.train.rollout import run_episode
+from serl.train.run_checkpoints import latest_checkpoint, load_checkpoint
 
 VISION = "serl/PandaPickCubeVision-v0"
 SMALL = {"image_size": 32}
@@ -122,9 +122,9 @@ def record_small_demos(path, episodes: int) -> str:
     kept, attrs = [], []
     for seed in range(episodes * 3):
         expert.reset()
-        episode, success = rollout_episode(env, expert, seed=seed)
-        if success:
-            kept.append(episode)
+        run = run_episode(env, expert, seed=seed)
+        if run.success:
+            kept.append(run.episode())
             attrs.append({"success": True})
         if len(kept) == episodes:
             break

@@ -8,8 +8,8 @@ from agents_helpers import random_batch
 
 from serl.agents import EncoderConfig, create, restore, sample_actions, save, vice
 from serl.agents import classifier as clf
-from serl.agents.checkpoint import leaf_hashes
 from serl.agents.classifier import ClassifierConfig
+from serl.agents.persist import leaf_hashes
 
 OBS = {"front": np.zeros((32, 32, 3), np.uint8), "state": np.zeros(3, np.float32)}
 ENC = EncoderConfig(
@@ -50,7 +50,7 @@ def test_update_changes_both_the_agent_and_the_classifier():
         batch_size=4,
         critic_actor_ratio=1,
     )
-    state = vice.create(cfg, OBS, action_dim=2, seed=0)
+    state = create(cfg, OBS, action_dim=2, seed=0)
     batch = random_batch(OBS, cfg.sample_size, seed=0)
     batch["goal_observations"] = {"front": np.full((4, 32, 32, 3), 220, np.uint8)}
     before = jax.device_get(state)

@@ -86,7 +86,7 @@ def record_demos(
         env_kwargs: A JSON object of env arguments: use the training run's.
     """
     from serl.robot.teleop import DeviceError
-    from serl.train.demos import record_demos as record
+    from serl.train.recording import record_demos as record
 
     try:
         path = record(
@@ -264,15 +264,16 @@ def train(
         agent_overrides=_encoder_overrides(encoder, pretrained),
     )
     if intervene is not None:
-        from serl.train.checkpoints import latest_checkpoint
-        from serl.train.envs import InterventionConfig, check_intervention_chunks
+        from serl.train.envs import check_intervention_chunks
+        from serl.train.run_checkpoints import latest_checkpoint
+        from serl.train.run_files import InterventionConfig
 
         check_intervention_chunks(intervene, cfg.act_exec_horizon)
         if resume or latest_checkpoint(cfg.path) is None:  # never touch another finished run
             InterventionConfig(kind=intervene).save(cfg.path)
     if reward_classifier is not None:
-        from serl.train.checkpoints import latest_checkpoint
-        from serl.train.classifier import RewardConfig
+        from serl.train.run_checkpoints import latest_checkpoint
+        from serl.train.run_files import RewardConfig
 
         if resume or latest_checkpoint(cfg.path) is None:  # never touch another finished run
             RewardConfig.for_env(env_id, reward_classifier.absolute()).save(cfg.path)
@@ -287,7 +288,7 @@ def learner(run_dir: Path, resume: bool = False) -> int:
         resume: Continue from the newest checkpoint and the replay already stored.
     """
     from serl.train.config import TrainConfig
-    from serl.train.learner import run_learner
+    from serl.train.learner_process import run_learner
 
     _logging()
     return run_learner(TrainConfig.load(run_dir), resume=resume)
@@ -316,9 +317,9 @@ def actor(
     import json
     import os
 
-    from serl.train.actor import run_actor
+    from serl.train.actor_process import run_actor
     from serl.train.config import TrainConfig
-    from serl.train.envs import InterventionConfig
+    from serl.train.run_files import InterventionConfig
 
     _logging()
     secret = token or os.environ.get("SERL_TOKEN")
@@ -421,7 +422,7 @@ def record_transitions(
     import json
 
     from serl.robot.teleop import DeviceError
-    from serl.train.classifier import record_transitions as record
+    from serl.train.recording import record_transitions as record
 
     kwargs = _json_kwargs(env_kwargs, "record-transitions")
     try:
@@ -478,7 +479,7 @@ def train_classifier(
     import json
 
     from serl.agents.classifier import ClassifierConfig
-    from serl.train.classifier import train_classifier as train_clf
+    from serl.train.reward_model import train_classifier as train_clf
 
     base = ClassifierConfig()
     encoder = base.encoder
@@ -607,8 +608,17 @@ def main(argv: list[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
-# Errors whose message says what to do: shown as one line; SERL_DEBUG=1 shows the traceback.
+# Errors serl raises to say what to do: shown as one line; SERL_DEBUG=1 shows the traceback.
 _USER_ERRORS = (FileExistsError, FileNotFoundError, ValueError, RuntimeError, TimeoutError)
+
+
+def _said_by_serl(error: BaseException) -> bool:
+    """Whether serl's own code raised `error` (its message is for the user); an error from a
+    library (an XLA runtime error, a numpy bug) keeps its traceback."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith("serl")
 
 
 def entry_point() -> None:
@@ -619,7 +629,7 @@ def entry_point() -> None:
     try:
         code = main()
     except _USER_ERRORS as e:
-        if os.environ.get("SERL_DEBUG"):
+        if os.environ.get("SERL_DEBUG") or not _said_by_serl(e):
             raise
         print(f"serl: {type(e).__name__}: {e}\n(SERL_DEBUG=1 shows the traceback)", file=sys.stderr)
         code = 1

@@ -11,7 +11,6 @@ Typical use by the training layer:
     save(state, run_dir / "ckpt"); state = restore(run_dir / "ckpt")
 """
 
-from serl.agents.actor import ActorState, eval_actions, sample_actions
 from serl.agents.api import (
     AgentConfig,
     AgentState,
@@ -23,18 +22,12 @@ from serl.agents.api import (
     update,
 )
 from serl.agents.bc import BCConfig, BCState
-from serl.agents.checkpoint import (
-    config_from_dict,
-    config_to_dict,
-    load_meta,
-    restore,
-    save,
-    spec_from_dict,
-    spec_to_dict,
-)
+from serl.agents.checkpoint import config_from_dict, config_to_dict, load_meta, restore, save
 from serl.agents.common import AgentSpec, EncoderConfig
 from serl.agents.drq import DrQConfig
 from serl.agents.gripper import GripperSACConfig, GripperSACState
+from serl.agents.persist import spec_from_dict, spec_to_dict
+from serl.agents.policy import ActorState, eval_actions, sample_actions
 from serl.agents.presets import PRESETS
 from serl.agents.sac import SACConfig, SACState
 from serl.agents.vice import VICEConfig, VICEState

@@ -7,14 +7,14 @@ from typing import Any
 
 import jax
 
-from serl.agents import bc, gripper, sac, vice
-from serl.agents.actor import ActorState
 from serl.agents.bc import BCConfig, BCState
-from serl.agents.common import Batch, Params
-from serl.agents.gripper import GripperSACConfig, GripperSACState
+from serl.agents.common import AgentSpec, Batch, Params
+from serl.agents.gripper import GripperSACState
+from serl.agents.policy import ActorState
 from serl.agents.presets import PRESETS
+from serl.agents.registry import kind_of
 from serl.agents.sac import SACConfig, SACState
-from serl.agents.vice import VICEConfig, VICEState
+from serl.agents.vice import VICEState
 
 AgentState = SACState | BCState | GripperSACState | VICEState
 AgentConfig = SACConfig | BCConfig  # GripperSACConfig is a SACConfig
@@ -31,31 +31,16 @@ def get_preset(name: str) -> AgentConfig:
 def create(
     config: AgentConfig, example_obs: Mapping[str, Any], action_dim: int, seed: int = 0
 ) -> AgentState:
-    """Build an agent (SAC, DrQ, SAC + gripper critic, VICE or BC by config type) for one
-    unbatched example observation."""
-    if isinstance(config, GripperSACConfig):  # before SACConfig: it is one
-        return gripper.create(config, example_obs, action_dim, seed)
-    if isinstance(config, VICEConfig):  # before SACConfig: it is one
-        return vice.create(config, example_obs, action_dim, seed)
-    if isinstance(config, SACConfig):
-        return sac.create(config, example_obs, action_dim, seed)
-    if isinstance(config, BCConfig):
-        return bc.create(config, example_obs, action_dim, seed)
-    raise TypeError(f"not an agent config: {type(config).__name__}")
+    """Build an agent (SAC, DrQ, SAC + gripper critic, VICE or BC: its config's registered
+    kind) for one unbatched example observation and |A| actions."""
+    return kind_of(config).init(config, AgentSpec.from_example(example_obs, action_dim), seed)
 
 
 def update(state: AgentState, batch: Batch) -> tuple[AgentState, dict[str, jax.Array]]:
     """One learner step on a batch of `state.config.sample_size` transitions (jitted; donates
-    `state`, so always rebind). Metrics stay on device: fetch them only when logging."""
-    if isinstance(state, GripperSACState):
-        return gripper.update(state, batch)
-    if isinstance(state, VICEState):  # its batch also carries "goal_observations"
-        return vice.update(state, batch)
-    if isinstance(state, SACState):
-        return sac.update(state, batch)
-    if isinstance(state, BCState):
-        return bc.update(state, batch)
-    raise TypeError(f"not an agent state: {type(state).__name__}")
+    `state`, so always rebind). Metrics stay on device: fetch them only when logging.
+    VICE's batch also carries "goal_observations"."""
+    return kind_of(state.config).update(state, batch)
 
 
 def actor_params(state: AgentState) -> Params:

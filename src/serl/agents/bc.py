@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -14,7 +13,6 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from serl.agents.actor import ActorState
 from serl.agents.augment import shift_observations
 from serl.agents.common import (
     AgentSpec,
@@ -28,6 +26,7 @@ from serl.agents.common import (
     load_pretrained_backbones,
     make_encoder,
 )
+from serl.agents.policy import ActorState
 from serl.networks import GaussianPolicy, ObsNorm
 
 
@@ -100,7 +99,7 @@ def init_state(
     features = encode(encoder, enc_params, frozen, spec.example(), False, None)
     params = {"encoder": enc_params, "actor": policy.init(k_actor, features, False)["params"]}
     return BCState(
-        policy=ParamState.create(params, optax.adam(config.lr)),
+        policy=ParamState.create(params, config.lr),
         frozen=frozen,
         rng=rng,
         step=jnp.zeros((), jnp.int32),
@@ -109,12 +108,6 @@ def init_state(
         spec=spec,
     )
 
-
-def create(
-    config: BCConfig, example_obs: Mapping[str, Any], action_dim: int, seed: int = 0
-) -> BCState:
-    """A new BC agent for observations like `example_obs` (one unbatched dict)."""
-    return init_state(config, AgentSpec.from_example(example_obs, action_dim), seed)
 
 
 @functools.partial(jax.jit, donate_argnums=0)
@@ -139,7 +132,7 @@ def update(state: BCState, batch: Batch) -> tuple[BCState, dict[str, jax.Array]]
         return nll, mse
 
     (loss, mse), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.policy.params)
-    new_policy, ok = apply_if_finite(state.policy, grads, loss, optax.adam(config.lr))
+    new_policy, ok = apply_if_finite(state.policy, grads, loss)
     skip = jnp.logical_not(ok).astype(jnp.int32)
     state = state.replace(
         policy=new_policy, rng=rng, step=state.step + 1, skipped=state.skipped + skip

@@ -36,8 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
-from flax import serialization, struct, traverse_util
+from flax import struct, traverse_util
 
 from serl.agents.augment import random_shift
 from serl.agents.common import (
@@ -52,12 +51,13 @@ from serl.agents.common import (
     pretrained_backbone,
     split_frozen,
 )
+from serl.agents.persist import restore_into, save_tree, spec_from_dict, spec_to_dict
+from serl.dataclass_json import decode
 from serl.networks import (
     BACKBONE_NAME,
-    ObservationEncoder,
-    default_init,
+    ClassifierNet,
+    downsample,
     frame_features,
-    image_encoder_factory,
     make_backbone,
 )
 
@@ -117,69 +117,13 @@ class ClassifierConfig:
             )
 
 
-def downsample(images: jax.Array, size: int | None) -> jax.Array:
-    """Float32 images [..., H, W, C] resized to [..., size, size, C] (box filter when exact)."""
-    x = images.astype(jnp.float32)
-    if size is None:
-        return x
-    h, w, c = x.shape[-3:]
-    if (h, w) == (size, size):
-        return x
-    if h % size == 0 and w % size == 0:  # exact box filter: each output pixel averages a block
-        fh, fw = h // size, w // size
-        x = jnp.reshape(x, (*x.shape[:-3], size, fh, size, fw, c))
-        return jnp.mean(x, axis=(-4, -2))
-    return jax.image.resize(x, (*x.shape[:-3], size, size, c), "linear", antialias=True)
-
-
-class ClassifierNet(nn.Module):
-    """Cameras -> per-camera encoders -> MLP -> one success logit per sample.
-
-    With `encoder.cache_features` the cameras arrive as the frozen backbone's feature maps
-    (`backbone_features`) and only the head (pooling, bottleneck, MLP) runs here."""
-
-    image_keys: tuple[str, ...]
-    encoder: EncoderConfig
-    image_size: int | None
-    hidden_dims: tuple[int, ...]
-    dropout_rate: float
-
-    @nn.compact
-    def __call__(self, obs: Mapping[str, jax.Array], train: bool = False) -> jax.Array:
-        enc = self.encoder
-        if enc.cache_features:
-            images = {k: obs[k] for k in self.image_keys}
-        else:
-            images = {k: downsample(obs[k], self.image_size) for k in self.image_keys}
-        x = ObservationEncoder(
-            image_keys=self.image_keys,
-            proprio_keys=(),
-            image_encoder=image_encoder_factory(
-                backbone=enc.backbone,
-                pooling=enc.pooling,
-                num_spatial_features=enc.num_spatial_features,
-                bottleneck_dim=enc.bottleneck_dim,
-                dropout_rate=enc.dropout_rate,
-                freeze_backbone=enc.freeze_backbone,
-                feature_stride=enc.feature_stride,
-                cached_features=enc.cache_features,
-            ),
-            name="encoder",
-        )(images, train)
-        for i, h in enumerate(self.hidden_dims):
-            x = nn.Dense(h, kernel_init=default_init(), name=f"head{i}")(x)
-            x = nn.relu(nn.LayerNorm(name=f"head{i}_norm")(x))
-            if self.dropout_rate > 0:
-                x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-        return nn.Dense(1, kernel_init=default_init(), name="logit")(x)[..., 0]
-
-
 @functools.lru_cache(maxsize=32)
 def build_net(config: ClassifierConfig, spec: AgentSpec) -> ClassifierNet:
     """The network for a config and spec (cached: both are hashable)."""
     return ClassifierNet(
         image_keys=spec.keys,
-        encoder=config.encoder,
+        image_encoder=config.encoder.image_encoder(),
+        cached_features=config.encoder.cache_features,
         image_size=config.image_size,
         hidden_dims=config.hidden_dims,
         dropout_rate=config.dropout_rate,
@@ -282,7 +226,7 @@ def init_state(
             cam[BACKBONE_NAME] = pretrained_backbone(enc, cam[BACKBONE_NAME])
     trainable, frozen = split_frozen(jax.tree.map(jnp.asarray, params), _frozen_name(config))
     return ClassifierState(
-        params=ParamState.create(trainable, optax.adam(config.lr)),
+        params=ParamState.create(trainable, config.lr),
         frozen=frozen,
         rng=rng,
         step=jnp.zeros((), jnp.int32),
@@ -397,7 +341,7 @@ def update_step(
         return classifier_loss(state, trainable, images, labels, key)
 
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params.params)
-    params, ok = apply_if_finite(state.params, grads, loss, optax.adam(state.config.lr))
+    params, ok = apply_if_finite(state.params, grads, loss)
     metrics = {**metrics, "classifier/skipped": 1 - ok.astype(jnp.int32)}
     return state.replace(params=params, rng=rng, step=state.step + 1), metrics
 
@@ -470,12 +414,7 @@ def config_to_dict(config: ClassifierConfig) -> dict[str, Any]:
 
 def config_from_dict(d: Mapping[str, Any]) -> ClassifierConfig:
     """Inverse of `config_to_dict` (unknown fields are an error)."""
-    from serl.agents.checkpoint import _tuples  # lazily: checkpoint imports this module (VICE)
-
-    fields = {k: _tuples(v) for k, v in d.items()}
-    if isinstance(fields.get("encoder"), dict):
-        fields["encoder"] = EncoderConfig(**{k: _tuples(v) for k, v in fields["encoder"].items()})
-    return ClassifierConfig(**fields)
+    return decode(ClassifierConfig, d, "classifier config")
 
 
 def save(
@@ -485,10 +424,6 @@ def save(
     report: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the classifier (config JSON, version, threshold, report; Orbax arrays)."""
-    from serl.agents.checkpoint import spec_to_dict
-
-    directory = Path(directory).absolute()
-    directory.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": FORMAT,
         "kind": KIND,
@@ -498,14 +433,7 @@ def save(
         "threshold": float(threshold),
         "report": dict(report or {}),
     }
-    (directory / "classifier.json").unlink(missing_ok=True)  # incomplete until state is written
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(directory / "state", serialization.to_state_dict(state), force=True)
-        ckptr.wait_until_finished()
-    tmp = directory / "classifier.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
-    tmp.replace(directory / "classifier.json")
-    return directory
+    return save_tree(state, Path(directory), "classifier.json", meta)
 
 
 def load_meta(directory: str | os.PathLike) -> dict[str, Any]:
@@ -525,8 +453,6 @@ def load_meta(directory: str | os.PathLike) -> dict[str, Any]:
 
 def restore(directory: str | os.PathLike) -> tuple[ClassifierState, dict[str, Any]]:
     """Rebuild a saved classifier exactly; returns (state, classifier.json contents)."""
-    from serl.agents.checkpoint import restore_into, spec_from_dict
-
     directory = Path(directory).absolute()
     meta = load_meta(directory)
     config, spec = config_from_dict(meta["config"]), spec_from_dict(meta["spec"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -79,6 +79,19 @@ class EncoderConfig:
                              "features change with every update")
         if self.cached_views < 1 or (self.cached_views > 1 and not self.cache_features):
             raise ValueError("cached_views must be >= 1, and > 1 only with cache_features")
+
+    def image_encoder(self) -> Callable[..., nn.Module]:
+        """The per-camera ImageEncoder constructor this config describes."""
+        return image_encoder_factory(
+            backbone=self.backbone,
+            pooling=self.pooling,
+            num_spatial_features=self.num_spatial_features,
+            bottleneck_dim=self.bottleneck_dim,
+            dropout_rate=self.dropout_rate,
+            freeze_backbone=self.freeze_backbone,
+            feature_stride=self.feature_stride,
+            cached_features=self.cache_features,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,15 +194,23 @@ class AgentSpec:
 
 
 class ParamState(struct.PyTreeNode):
-    """Parameters and their optimizer state (the optimizer itself is rebuilt from the config)."""
+    """Parameters, their optimizer (Adam at a learning rate: static) and its state."""
 
     params: Params
     opt_state: Any
+    tx: optax.GradientTransformation = struct.field(pytree_node=False)
 
     @classmethod
-    def create(cls, params: Params, tx: optax.GradientTransformation) -> ParamState:
-        """Fresh optimizer state for `params`."""
-        return cls(params=params, opt_state=tx.init(params))
+    def create(cls, params: Params, lr: float) -> ParamState:
+        """Fresh Adam state for `params`."""
+        tx = adam(lr)
+        return cls(params=params, opt_state=tx.init(params), tx=tx)
+
+
+@functools.cache
+def adam(lr: float) -> optax.GradientTransformation:
+    """One Adam object per learning rate: states built apart compare equal, so share jit caches."""
+    return optax.adam(lr)
 
 
 def all_finite(tree: Any) -> jax.Array:
@@ -199,14 +220,14 @@ def all_finite(tree: Any) -> jax.Array:
 
 
 def apply_if_finite(
-    ps: ParamState, grads: Params, loss: jax.Array, tx: optax.GradientTransformation
+    ps: ParamState, grads: Params, loss: jax.Array
 ) -> tuple[ParamState, jax.Array]:
     """One optimizer step, unless the loss or any gradient is non-finite (then `ps` unchanged)."""
     ok = jnp.isfinite(loss) & all_finite(grads)
 
     def step(ps: ParamState) -> ParamState:
-        updates, opt_state = tx.update(grads, ps.opt_state, ps.params)
-        return ParamState(params=optax.apply_updates(ps.params, updates), opt_state=opt_state)
+        updates, opt_state = ps.tx.update(grads, ps.opt_state, ps.params)
+        return ps.replace(params=optax.apply_updates(ps.params, updates), opt_state=opt_state)
 
     # A cond, not a select: the skipped branch costs nothing and the taken one is not re-read.
     return jax.lax.cond(ok, step, lambda ps: ps, ps), ok
@@ -272,16 +293,7 @@ def make_encoder(
     return ObservationEncoder(
         image_keys=image_keys,
         proprio_keys=proprio_keys,
-        image_encoder=image_encoder_factory(
-            backbone=encoder.backbone,
-            pooling=encoder.pooling,
-            num_spatial_features=encoder.num_spatial_features,
-            bottleneck_dim=encoder.bottleneck_dim,
-            dropout_rate=encoder.dropout_rate,
-            freeze_backbone=encoder.freeze_backbone,
-            feature_stride=encoder.feature_stride,
-            cached_features=encoder.cache_features,
-        ),
+        image_encoder=encoder.image_encoder(),
         proprio_dim=encoder.proprio_dim,
         obs_norm=norm,
         feature_backbone=(

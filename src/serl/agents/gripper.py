@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
-from serl.agents import checkpoint, sac
-from serl.agents.actor import ActorState
+from serl.agents import sac
 from serl.agents.common import (
     AgentSpec,
     Batch,
@@ -40,6 +38,7 @@ from serl.agents.common import (
     split_minibatches,
     unrolled_scan,
 )
+from serl.agents.policy import ActorState
 from serl.agents.sac import SACConfig, SACState
 from serl.networks import MLP, GaussianPolicy, default_init
 
@@ -187,19 +186,13 @@ def init_state(
     params = config.make_grasp_critic().init(key, features, False)["params"]
     return GripperSACState(
         sac=sac_state,
-        grasp=ParamState.create(params, optax.adam(config.gripper_lr)),
+        grasp=ParamState.create(params, config.gripper_lr),
         grasp_target=jax.tree.map(jnp.array, params),
         rng=rng,
         config=config,
         spec=spec,
     )
 
-
-def create(
-    config: GripperSACConfig, example_obs: Mapping[str, Any], action_dim: int, seed: int = 0
-) -> GripperSACState:
-    """A new agent for observations like `example_obs` and |A| actions (gripper last)."""
-    return init_state(config, AgentSpec.from_example(example_obs, action_dim), seed)
 
 
 def command_index(actions: jax.Array) -> jax.Array:
@@ -234,7 +227,7 @@ def _grasp_step(
         return jnp.mean((q_taken - target) ** 2), q_taken
 
     (loss, q_taken), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.grasp.params)
-    grasp, ok = apply_if_finite(state.grasp, grads, loss, optax.adam(config.gripper_lr))
+    grasp, ok = apply_if_finite(state.grasp, grads, loss)
     grasp_target = polyak(state.grasp_target, grasp.params, config.tau * ok.astype(jnp.float32))
     state = state.replace(grasp=grasp, grasp_target=grasp_target, rng=rng)
     metrics = {
@@ -261,7 +254,3 @@ def update(state: GripperSACState, batch: Batch) -> tuple[GripperSACState, dict[
     metrics["grasp/skipped"] = jnp.sum(grasp_metrics["grasp/skipped"])
     return state, metrics
 
-
-# Checkpoints name the agent in agent.json; restoring needs its config class and initialiser.
-checkpoint.CONFIGS[GripperSACConfig.agent] = GripperSACConfig
-checkpoint._INIT[GripperSACConfig.agent] = init_state

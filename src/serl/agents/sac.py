@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import flax.linen as nn
@@ -25,7 +24,6 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from serl.agents.actor import ActorState
 from serl.agents.common import (
     AgentSpec,
     Batch,
@@ -43,6 +41,7 @@ from serl.agents.common import (
     split_minibatches,
     unrolled_scan,
 )
+from serl.agents.policy import ActorState
 from serl.networks import (
     GaussianPolicy,
     ObsNorm,
@@ -212,10 +211,10 @@ def init_state(
     temp_params = nets.temperature.init(k_temp)["params"]
     critic_params = {"encoder": enc_params, "q": q_params}
     return SACState(
-        actor=ParamState.create(actor_params, optax.adam(config.actor_lr)),
-        critic=ParamState.create(critic_params, optax.adam(config.critic_lr)),
+        actor=ParamState.create(actor_params, config.actor_lr),
+        critic=ParamState.create(critic_params, config.critic_lr),
         target_critic=jax.tree.map(jnp.array, critic_params),
-        temp=ParamState.create(temp_params, optax.adam(config.temp_lr)),
+        temp=ParamState.create(temp_params, config.temp_lr),
         frozen=frozen,
         rng=rng,
         step=jnp.zeros((), jnp.int32),
@@ -224,12 +223,6 @@ def init_state(
         spec=spec,
     )
 
-
-def create(
-    config: SACConfig, example_obs: Mapping[str, Any], action_dim: int, seed: int = 0
-) -> SACState:
-    """A new agent for observations like `example_obs` (one unbatched dict) and |A| actions."""
-    return init_state(config, AgentSpec.from_example(example_obs, action_dim), seed)
 
 
 def _temperature(nets: Networks, state: SACState) -> jax.Array:
@@ -281,7 +274,7 @@ def _critic_step(
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, (qs, features)), grads = grad_fn(state.critic.params)
-    critic, ok = apply_if_finite(state.critic, grads, loss, optax.adam(config.critic_lr))
+    critic, ok = apply_if_finite(state.critic, grads, loss)
     # A skipped step moves the target by tau * 0, i.e. not at all.
     target = polyak(state.target_critic, critic.params, config.tau * ok.astype(jnp.float32))
     skip = jnp.logical_not(ok).astype(jnp.int32)
@@ -343,7 +336,7 @@ def _actor_temperature_step(
 
     grad_fn = jax.value_and_grad(actor_loss_fn, has_aux=True)
     (actor_loss, (entropy, bc_loss, bc_cloned)), grads = grad_fn(state.actor.params)
-    actor, actor_ok = apply_if_finite(state.actor, grads, actor_loss, optax.adam(config.actor_lr))
+    actor, actor_ok = apply_if_finite(state.actor, grads, actor_loss)
 
     target_entropy = config.resolved_target_entropy(spec.action_dim)
     entropy = jax.lax.stop_gradient(entropy)
@@ -352,7 +345,7 @@ def _actor_temperature_step(
         return nets.temperature.apply({"params": params}, entropy, target_entropy)
 
     temp_loss, temp_grads = jax.value_and_grad(temp_loss_fn)(state.temp.params)
-    temp, temp_ok = apply_if_finite(state.temp, temp_grads, temp_loss, optax.adam(config.temp_lr))
+    temp, temp_ok = apply_if_finite(state.temp, temp_grads, temp_loss)
 
     skip = jnp.logical_not(actor_ok).astype(jnp.int32) + jnp.logical_not(temp_ok).astype(jnp.int32)
     state = state.replace(

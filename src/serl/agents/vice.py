@@ -22,10 +22,10 @@ from flax import struct
 
 from serl.agents import classifier as clf
 from serl.agents import sac
-from serl.agents.actor import ActorState
 from serl.agents.classifier import ClassifierConfig, ClassifierState
 from serl.agents.common import AgentSpec, Params, as_float_batch
 from serl.agents.drq import DrQConfig
+from serl.agents.policy import ActorState
 
 REWARDS = ("binary", "prob", "log_prob")
 
@@ -79,12 +79,6 @@ class VICEState(struct.PyTreeNode):
         """What an actor needs to act (the agent's policy)."""
         return self.agent.actor_state()
 
-
-def create(
-    config: VICEConfig, example_obs: Mapping[str, Any], action_dim: int, seed: int = 0
-) -> VICEState:
-    """A new VICE agent for observations like `example_obs` (one unbatched dict)."""
-    return init_state(config, AgentSpec.from_example(example_obs, action_dim), seed)
 
 
 def classifier_rewards(

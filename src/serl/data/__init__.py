@@ -3,7 +3,7 @@
 from serl.data.episode_store import EpisodeStore, load_episodes
 from serl.data.episodes import EpisodeBuilder, load_pickle_demos, step_runs
 from serl.data.frames import FrameReplayBuffer, JpegCodec
-from serl.data.mixing import MixedSampler, Prefetcher, Sampler, demo_rows, prefetch_batches
+from serl.data.mixing import MixedSampler, Sampler, demo_rows
 from serl.data.replay import Buffer, ReplayBuffer
 from serl.data.schema import ArraySpec, Batch, Episode, Schema, stack_frames
 
@@ -17,14 +17,12 @@ __all__ = [
     "FrameReplayBuffer",
     "JpegCodec",
     "MixedSampler",
-    "Prefetcher",
     "ReplayBuffer",
     "Sampler",
     "Schema",
     "demo_rows",
     "load_episodes",
     "load_pickle_demos",
-    "prefetch_batches",
     "stack_frames",
     "step_runs",
 ]

@@ -1,17 +1,12 @@
-"""Demo/online batch mixing (the RLPD recipe) and a background prefetch iterator."""
+"""Demo/online batch mixing (the RLPD recipe)."""
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable, Iterator
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
 import numpy as np
 
 from serl.data.schema import Batch, as_bits
-
-T = TypeVar("T")
 
 
 class Sampler(Protocol):
@@ -68,95 +63,3 @@ def _interleave(a: Any, b: Any, mask: np.ndarray) -> Any:
     as_bits(out)[mask] = as_bits(a)
     as_bits(out)[~mask] = as_bits(b)
     return out
-
-
-class _Failure:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-class Prefetcher(Iterator[T], Generic[T]):
-    """Calls `produce()` in a background thread and yields its results in order.
-
-    At most `depth` results wait in the queue. An exception raised by `produce` is re-raised
-    by `next()` in the consumer (after the results made before it), then the iterator stops.
-    `close()` (or leaving a `with` block) stops the thread and waits for it; it is idempotent.
-    """
-
-    def __init__(
-        self, produce: Callable[[], T], depth: int = 2, name: str = "serl-prefetch"
-    ) -> None:
-        if depth < 1:
-            raise ValueError(f"depth: must be >= 1, got {depth}")
-        self._produce = produce
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._done = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                item: Any = self._produce()
-            except BaseException as error:  # handed to the consumer, who decides
-                item = _Failure(error)
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(item, timeout=0.05)
-                    break
-                except queue.Full:
-                    continue
-            if isinstance(item, _Failure):
-                return
-
-    def __next__(self) -> T:
-        while not self._done:
-            try:
-                item = self._queue.get(timeout=0.05)
-            except queue.Empty:
-                if not self._thread.is_alive() and self._queue.empty():
-                    break  # closed from another thread
-                continue
-            if isinstance(item, _Failure):
-                self.close()
-                raise item.error
-            return item
-        raise StopIteration
-
-    def close(self) -> None:
-        """Stop the producer thread and drop what it prefetched."""
-        self._done = True
-        self._stop.set()
-        while self._thread.is_alive():
-            try:  # unblock a producer waiting on a full queue
-                while True:
-                    self._queue.get_nowait()
-            except queue.Empty:
-                pass
-            self._thread.join(timeout=0.05)
-
-    def __enter__(self) -> Prefetcher[T]:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def prefetch_batches(
-    sampler: Sampler,
-    batch_size: int,
-    rng: np.random.Generator,
-    depth: int = 2,
-    transform: Callable[[Batch], Any] | None = None,
-) -> Prefetcher[Any]:
-    """Sample batches in a background thread; `transform` (e.g. jax.device_put) runs there too.
-
-    The thread owns `rng` from now on (numpy Generators are not thread-safe).
-    """
-
-    def produce() -> Any:
-        batch = sampler.sample(batch_size, rng)
-        return batch if transform is None else transform(batch)
-
-    return Prefetcher(produce, depth=depth)

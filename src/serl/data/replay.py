@@ -24,7 +24,7 @@ class Buffer(abc.ABC):
 
     Every insert checks all of its input before touching the buffer, so a bad field raises a
     ValueError naming it and leaves the buffer unchanged. Inserts and samples hold a lock:
-    a prefetch thread may sample while another thread inserts.
+    the learner samples while a transport thread inserts.
     """
 
     def __init__(self, schema: Schema, capacity: int, obs_horizon: int = 1) -> None:

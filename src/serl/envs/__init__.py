@@ -54,7 +54,7 @@ ROBOT_ENV_IDS = {
 }
 for _env_id, _task in ROBOT_ENV_IDS.items():
     if _env_id not in registry:
-        register(id=_env_id, entry_point="serl.robot.tasks:make_env", kwargs={"task": _task})
+        register(id=_env_id, entry_point="serl.robot.tasks:make_franka_env", kwargs={"task": _task})
 
 __all__ = [
     "BIN_RELOCATION_IDS",

@@ -1,5 +1,6 @@
 """Flax modules: MLPs, ensembles, policy heads, image encoders."""
 
+from serl.networks.classifier import ClassifierNet, downsample
 from serl.networks.critic import StateActionValue, critic_ensemble
 from serl.networks.encoders import (
     BACKBONE_NAME,
@@ -42,6 +43,7 @@ __all__ = [
     "FEATURE_DTYPE",
     "MLP",
     "POOLINGS",
+    "ClassifierNet",
     "Ensemble",
     "FlattenObservation",
     "GaussianPolicy",
@@ -60,6 +62,7 @@ __all__ = [
     "cached_weights",
     "critic_ensemble",
     "default_init",
+    "downsample",
     "flatten_observation",
     "frame_features",
     "get_activation",

@@ -21,7 +21,7 @@ from serl.robot.errors import (
 )
 from serl.robot.safety import SafetyBox, clip_to_safety_box
 from serl.robot.state import GripperState, RobotState
-from serl.robot.tasks import TASKS, make_env, task_config
+from serl.robot.tasks import TASKS, make_franka_env, task_config
 
 __all__ = [
     "TASKS",
@@ -44,6 +44,6 @@ __all__ = [
     "SafetyBox",
     "ServerCameraSource",
     "clip_to_safety_box",
-    "make_env",
+    "make_franka_env",
     "task_config",
 ]

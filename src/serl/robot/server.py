@@ -27,6 +27,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serl.dataclass_json import decode_fields
 from serl.robot import transforms as tf
 from serl.robot.backends.base import Backend
 from serl.robot.state import RobotState
@@ -523,11 +524,8 @@ def create_app(backend: Backend, config: ServerConfig | None = None) -> FastAPI:
     @app.put("/params", response_model=Params, dependencies=auth, responses=BODY_ERRORS)
     async def put_params(req: ParamsUpdate) -> dict[str, object]:
         """Change some impedance parameters; each is checked against its safe range."""
-        changes = {
-            k: tuple(v) if isinstance(v, list) else v
-            for k, v in req.model_dump(exclude_none=True).items()
-        }
         try:
+            changes = decode_fields(type(backend.params), req.model_dump(exclude_none=True))
             params = backend.params.updated(**changes)
         except ValueError as e:
             raise _invalid((), str(e)) from e
@@ -612,43 +610,3 @@ def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 5000) -> None:
     import uvicorn
 
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
-
-
-class ServerThread:
-    """Serve an app from a background thread on loopback (tests, benches, notebooks)."""
-
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
-        import uvicorn
-
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                app, host=host, port=port, log_level="warning", access_log=False, lifespan="on"
-            )
-        )
-        self._thread = threading.Thread(target=self._server.run, name="robot-server", daemon=True)
-        self.host = host
-
-    def start(self, timeout: float = 30.0) -> "ServerThread":
-        """Start serving; returns once the socket is bound."""
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("robot server did not start")
-            time.sleep(0.01)
-        return self
-
-    @property
-    def port(self) -> int:
-        """The bound port (useful with port=0)."""
-        return self._server.servers[0].sockets[0].getsockname()[1]
-
-    @property
-    def url(self) -> str:
-        """http://host:port."""
-        return f"http://{self.host}:{self.port}"
-
-    def stop(self) -> None:
-        """Shut down gracefully (runs the app's shutdown, which stops the backend)."""
-        self._server.should_exit = True
-        self._thread.join(timeout=10.0)

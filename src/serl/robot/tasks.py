@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from serl.dataclass_json import decode_fields
 from serl.robot.env import CameraSpec, FrankaEnv, FrankaEnvConfig
 from serl.robot.impedance import ImpedanceParams
 from serl.robot.safety import SafetyBox
@@ -267,34 +268,10 @@ def load_overrides(path: str | os.PathLike[str]) -> dict[str, object]:
     SafetyBox fields, `compliance` / `precision` to ImpedanceParams fields.
     """
     raw = json.loads(Path(path).read_text())
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a JSON object of FrankaEnvConfig fields")
-    known = {f.name for f in fields(FrankaEnvConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown config fields {unknown}; known: {sorted(known)}")
-    out: dict[str, object] = {}
-    for key, value in raw.items():
-        if key == "cameras":
-            out[key] = {
-                name: CameraSpec(
-                    **{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
-                )
-                for name, spec in value.items()
-            }
-        elif key == "safety_box":
-            box = dict(value)
-            if box.get("keep_out") is not None:
-                box["keep_out"] = tuple(tuple(v) for v in box["keep_out"])
-            out[key] = SafetyBox(**box)
-        elif key in ("compliance", "precision"):
-            out[key] = ImpedanceParams(**value)
-        else:
-            out[key] = tuple(value) if isinstance(value, list) else value
-    return out
+    return decode_fields(FrankaEnvConfig, raw, str(path))
 
 
-def make_env(task: str = "sim_peg_insertion", **overrides: object) -> FrankaEnv:
+def make_franka_env(task: str = "sim_peg_insertion", **overrides: object) -> FrankaEnv:
     """A FrankaEnv for a named task (the gymnasium entry point of the serl/Franka* ids).
 
     The server address and token default to $SERL_ROBOT_URL and $SERL_ROBOT_TOKEN, and

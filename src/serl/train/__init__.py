@@ -1,1 +1,2 @@
-"""Learner and actor loops, evaluation, checkpoints, logging and the local launcher."""
+"""Training: the env loop, recording, the learner and actor processes and their launcher,
+evaluation, reward models, reset-free training (ARCHITECTURE.md maps each job to its module)."""

@@ -7,10 +7,11 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, Literal
 
 from serl.agents import PRESETS, GripperSACConfig, VICEConfig, get_preset
 from serl.agents.api import AgentConfig
+from serl.dataclass_json import decode, merge
 
 AgentName = Literal["sac", "drq", "bc", "vice"]
 DEFAULT_PRESET = {"sac": "sac_state", "drq": "drq_small", "bc": "bc", "vice": "vice_small"}
@@ -119,8 +120,8 @@ class TrainConfig:
         """The agent's hyperparameters: the preset with `agent_overrides` applied."""
         preset = get_preset(self.preset or DEFAULT_PRESET[self.agent])
         try:
-            return _replace(preset, self.agent_overrides)
-        except TypeError as e:
+            return merge(preset, self.agent_overrides, "agent_overrides")
+        except TypeError as e:  # a nested override for a field that is not a config
             raise ValueError(f"agent_overrides: {e}") from e
 
     @property
@@ -135,11 +136,7 @@ class TrainConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainConfig:
         """Rebuild from `to_json`, refusing unknown keys."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training config keys {unknown}")
-        return cls(**data)
+        return decode(cls, data, "training config")
 
     def save(self) -> Path:
         """Write RUN_DIR/config.json."""
@@ -155,46 +152,6 @@ class TrainConfig:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no training config (is {run_dir} a serl run?)")
         return cls.from_json(json.loads(path.read_text()))
-
-
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
-
-
-def _replace(config: Any, overrides: dict[str, Any]) -> Any:
-    """`config` with `overrides` applied; a dict changes the fields of a nested config."""
-    values = {}
-    for name, value in overrides.items():
-        inner = getattr(config, name, None)
-        if isinstance(value, dict) and dataclasses.is_dataclass(inner):
-            values[name] = _replace(inner, value)
-        else:  # JSON turns tuples into lists; the frozen configs must stay hashable
-            values[name] = _tuples(value)
-    return dataclasses.replace(config, **values)
-
-
-class RunFile:
-    """Mixin for a frozen dataclass kept as one JSON file in a run directory (`FILE`)."""
-
-    FILE: ClassVar[str]
-
-    def save(self, run_dir: Path) -> Path:
-        """Write RUN_DIR/FILE."""
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / self.FILE
-        path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, run_dir: Path) -> Self:
-        """RUN_DIR/FILE, or the defaults when there is none."""
-        path = run_dir / cls.FILE
-        if not path.exists():
-            return cls()
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError) as e:
-            raise ValueError(f"{path}: not a valid {cls.__name__}: {e}") from e
 
 
 # The recommended recipe per env id: what `serl train ENV_ID` runs with no other flags.

@@ -1,48 +1,21 @@
-"""Record demonstrations (scripted expert or a teleop device) into an episode store; summarise
-a store; replay its episodes to video."""
+"""Demo stores as a run uses them: observation statistics, a summary, a replay to video
+(recording them is `serl.train.recording`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import logging
-import time
 from collections import Counter
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
-from tqdm import tqdm
 
 from serl.data import Episode, EpisodeStore
-from serl.envs import make_expert
 from serl.train.config import TrainConfig
-from serl.train.envs import env_schema, make_env
-from serl.wrappers import control_period
-
-if TYPE_CHECKING:  # serl.robot pulls in the robot client: only device recording needs it
-    from serl.robot.teleop import TeleopDevice
-
-log = logging.getLogger(__name__)
-EXPERTS = ("scripted", "spacemouse", "gamepad", "keyboard")
-
-
-def build_episode(
-    frames: list[Any],
-    actions: list[Any],
-    rewards: list[float],
-    terminated: list[bool],
-    truncated: list[bool],
-) -> Episode:
-    """An Episode from per-step lists (frames has one more entry than the steps)."""
-    return Episode(
-        observations={k: np.stack([f[k] for f in frames]) for k in frames[0]},
-        actions=np.stack(actions).astype(np.float32),
-        rewards=np.asarray(rewards, np.float32),
-        terminated=np.asarray(terminated, bool),
-        truncated=np.asarray(truncated, bool),
-    )
+from serl.train.envs import make_env
+from serl.train.rollout import run_episode
 
 
 def observation_norm(store_path: str | Path, min_std: float = 1e-2) -> tuple:
@@ -90,247 +63,6 @@ def with_observation_norm(cfg: TrainConfig) -> TrainConfig:
 def is_success(episode: Episode, attrs: dict[str, Any]) -> bool:
     """A stored episode's recorded success (else: whether it ended by termination)."""
     return bool(attrs.get("success", episode.terminated[-1]))
-
-
-def rollout_episode(env: Any, policy: Any, seed: int) -> tuple[Episode, bool]:
-    """Run one episode with `policy(obs) -> action`; return it and whether it succeeded."""
-    obs, info = env.reset(seed=seed)
-    frames, actions, rewards, terminated, truncated = [obs], [], [], [], []
-    done = False
-    while not done:
-        action = np.asarray(policy(obs), dtype=np.float32)
-        obs, reward, term, trunc, info = env.step(action)
-        frames.append(obs)
-        actions.append(action)
-        rewards.append(reward)
-        terminated.append(term)
-        truncated.append(trunc)
-        done = term or trunc
-    return build_episode(frames, actions, rewards, terminated, truncated), bool(info.get("success"))
-
-
-def teleop_episode(
-    env: Any,
-    device: TeleopDevice[Any],
-    seed: int,
-    scale: float = 0.3,
-    realtime: bool = True,
-    viewer: Any = None,
-) -> tuple[Episode | None, bool, str | None]:
-    """One episode driven by a person at `device`: (episode or None, success, label).
-
-    The person's events end it: success (the last step becomes terminal) and failure keep
-    the episode; re-record and stop discard it (label "rerecord" / "stop"). An unplugged
-    device raises DeviceDisconnected: the partial episode is dropped, nothing is written.
-    """
-    from serl.robot.teleop import Event, command_to_action
-
-    obs, info = env.reset(seed=seed)
-    device.reset()
-    dim = int(np.prod(env.action_space.shape))
-    dt = control_period(env)
-    frames, actions, rewards, terminated, truncated = [obs], [], [], [], []
-    label: str | None = None
-    success = False
-    tick = time.monotonic()
-    while True:
-        command = device.read()
-        if Event.STOP in command.events or Event.RERECORD in command.events:
-            return None, False, str(Event.STOP if Event.STOP in command.events else Event.RERECORD)
-        if actions and Event.SUCCESS in command.events:
-            terminated[-1], success, label = True, True, str(Event.SUCCESS)
-            break
-        if actions and Event.FAILURE in command.events:
-            truncated[-1], success, label = True, False, str(Event.FAILURE)
-            break
-        action = command_to_action(command, dim, scale)
-        obs, reward, term, trunc, info = env.step(action)
-        frames.append(obs)
-        actions.append(action)
-        rewards.append(reward)
-        terminated.append(term)
-        truncated.append(trunc)
-        if viewer is not None:
-            viewer.sync()
-        if term or trunc:
-            success = bool(info.get("success", False))
-            break
-        if realtime:  # a person needs the sim at the speed of the real robot
-            tick += dt
-            time.sleep(max(0.0, tick - time.monotonic()))
-    return build_episode(frames, actions, rewards, terminated, truncated), success, label
-
-
-def record_demos(
-    env_id: str,
-    episodes: int,
-    out: Path,
-    expert: str = "scripted",
-    seed: int = 0,
-    successful_only: bool = True,
-    noise: float = 0.05,
-    max_attempts_factor: int = 3,
-    device: TeleopDevice[Any] | None = None,
-    action_scale: float = 0.3,
-    realtime: bool | None = None,
-    viewer: bool = False,
-    env_kwargs: Mapping[str, Any] | None = None,
-) -> Path:
-    """Record `episodes` demos (successful ones only, by default) into a new episode store.
-
-    `expert` is "scripted" or a teleop device name; `device` passes an open device instead
-    (e.g. one reading a scripted source). With a device, episode i starts from seed + i
-    (a re-recorded one from the same seed), the sim runs in real time unless `realtime` is
-    False, and a device that disappears ends the recording with the episodes kept so far.
-    `env_kwargs` make the env (use the training run's, or the observation schemas differ).
-    Each episode is stored with attrs {"env_id", "expert", "seed", "success"}.
-    """
-    if expert not in EXPERTS:
-        raise ValueError(f"expert must be one of {EXPERTS}, got {expert!r}")
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
-    env = make_env(env_id, **dict(env_kwargs or {}))
-    store = EpisodeStore.create(out, env_schema(env))
-    try:
-        with store:
-            if expert == "scripted":
-                policy = make_expert(env, noise=noise, seed=seed)
-                _record_scripted(
-                    env, policy, store, episodes, seed, successful_only, max_attempts_factor, env_id
-                )
-            else:
-                _record_teleop(
-                    env,
-                    device,
-                    expert,
-                    store,
-                    episodes,
-                    seed,
-                    successful_only,
-                    action_scale,
-                    realtime,
-                    viewer,
-                    env_id,
-                )
-    finally:
-        env.close()
-    return out
-
-
-def _record_scripted(
-    env: Any,
-    policy: Any,
-    store: EpisodeStore,
-    episodes: int,
-    seed: int,
-    successful_only: bool,
-    max_attempts_factor: int,
-    env_id: str,
-) -> None:
-    kept = attempts = 0
-    with tqdm(total=episodes, desc=f"demos {env_id}", unit="ep") as bar:
-        while kept < episodes:
-            if attempts >= max_attempts_factor * episodes:
-                raise RuntimeError(
-                    f"only {kept} of {attempts} expert episodes succeeded; kept {kept} in "
-                    f"{store.path}"
-                )
-            policy.reset()
-            episode, success = rollout_episode(env, policy, seed=seed + attempts)
-            attempts += 1
-            if success or not successful_only:
-                store.append(
-                    episode,
-                    {
-                        "env_id": env_id,
-                        "expert": "scripted",
-                        "seed": seed + attempts - 1,
-                        "success": success,
-                    },
-                )
-                kept += 1
-                bar.update(1)
-
-
-def _record_teleop(
-    env: Any,
-    device: TeleopDevice[Any] | None,
-    expert: str,
-    store: EpisodeStore,
-    episodes: int,
-    seed: int,
-    successful_only: bool,
-    scale: float,
-    realtime: bool | None,
-    viewer: bool,
-    env_id: str,
-) -> None:
-    from serl.robot.teleop import DeviceDisconnected, Event, make_device
-
-    own = device is None
-    device = make_device(expert) if device is None else device
-    realtime = own if realtime is None else realtime
-    view = _open_viewer(env) if viewer else None
-    kept, index = 0, 0
-    print(f"recording {episodes} episodes with the {expert}: {_HELP.get(expert, '')}")
-    try:
-        while kept < episodes:
-            try:
-                episode, success, label = teleop_episode(
-                    env, device, seed + index, scale, realtime, view
-                )
-            except DeviceDisconnected as e:
-                raise DeviceDisconnected(
-                    f"{e}; the episode in progress was discarded, {kept} kept in {store.path}"
-                ) from e
-            if label == Event.STOP:
-                print(f"stopped: {kept} episodes kept in {store.path}")
-                return
-            if label == Event.RERECORD:
-                print(f"episode {index}: discarded, recording it again")
-                continue
-            index += 1
-            if episode is not None and (success or not successful_only):
-                store.append(
-                    episode,
-                    {
-                        "env_id": env_id,
-                        "expert": expert,
-                        "seed": seed + index - 1,
-                        "success": success,
-                    },
-                )
-                kept += 1
-            print(
-                f"episode {index}: {'success' if success else 'failure'} "
-                f"({len(episode) if episode else 0} steps), {kept}/{episodes} kept"
-            )
-    finally:
-        if view is not None:
-            view.close()
-        if own:
-            device.close()
-
-
-_HELP = {
-    "spacemouse": "move the puck; left button closes, right opens the gripper",
-    "gamepad": "sticks move, bumpers grip; A success, B failure, X re-record, Start stop",
-    "keyboard": "w/s a/d up/down move, c/o grip; Enter success, Backspace failure, "
-    "n re-record, Esc stop",
-}
-
-
-def _open_viewer(env: Any) -> Any:
-    """A passive MuJoCo viewer window on the sim (the person needs to see what they drive)."""
-    base = env.unwrapped
-    if not hasattr(base, "model"):
-        raise RuntimeError(f"{type(base).__name__} has no MuJoCo model to view; use --no-viewer")
-    try:
-        import mujoco.viewer
-
-        return mujoco.viewer.launch_passive(base.model, base.data)
-    except Exception as e:  # no display, no GLFW
-        raise RuntimeError(f"cannot open the MuJoCo viewer ({e}); use --no-viewer") from e
 
 
 def summarize_demos(path: Path) -> dict[str, Any]:
@@ -409,18 +141,14 @@ def replay_video(
 
 
 def _resimulate(env_id: str, episode: Episode, seed: int) -> tuple[list[np.ndarray], float]:
-    env = make_env(env_id, render_mode="rgb_array")
+    env = gym.wrappers.RenderCollection(make_env(env_id, render_mode="rgb_array"))
+    actions = iter(episode.actions)
     try:
-        obs, _ = env.reset(seed=seed)
-        frames, deviation = [env.render()], 0.0
-        for t, action in enumerate(episode.actions):
-            deviation = max(deviation, _obs_deviation(obs, episode, t))
-            obs, *_ = env.step(action)
-            frames.append(env.render())
-        deviation = max(deviation, _obs_deviation(obs, episode, len(episode)))
+        run = run_episode(env, lambda obs: next(actions, None), seed)
+        frames = env.render()
     finally:
         env.close()
-    return frames, deviation
+    return frames, max(_obs_deviation(obs, episode, t) for t, obs in enumerate(run.frames))
 
 
 def _obs_deviation(obs: dict[str, np.ndarray], episode: Episode, t: int) -> float:

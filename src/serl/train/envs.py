@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -13,16 +12,27 @@ from gymnasium.wrappers import RescaleAction
 import serl.envs  # noqa: F401  (registers the serl/ ids)
 from serl.data import Episode, Schema, stack_frames
 from serl.envs import SimHumanRules, SimulatedHuman
-from serl.train.config import RunFile
 from serl.wrappers import Chunking, InterventionWrapper, control_period
 from serl.wrappers.observations import DictObservation
+
+if TYPE_CHECKING:
+    from serl.train.run_files import InterventionConfig
+
+
+# Sim tasks whose default (sparse) variant ends an episode at its first success frame: labelled
+# recording and learned rewards use the dense variant, which goes on past success (positives are
+# not rare, and the classifier, not the simulator, ends episodes).
+LABEL_ENV_KWARGS: dict[str, dict[str, Any]] = {
+    "serl/PandaPickCube-v0": {"reward_type": "dense"},
+    "serl/PandaPickCubeVision-v0": {"reward_type": "dense"},
+}
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     """`gym.make` plus actions rescaled to [-1, 1] and dict-of-Box observations."""
     try:
         env = gym.make(env_id, **kwargs)
-    except gym.error.Error as e:
+    except (gym.error.Error, TypeError) as e:  # an unknown id; arguments the env does not take
         raise ValueError(f"cannot make env {env_id!r}: {e}") from e
     if not isinstance(env.action_space, spaces.Box):
         raise TypeError(
@@ -96,28 +106,6 @@ def check_intervention_chunks(kind: str, act_exec_horizon: int) -> None:
             f"intervention ({kind}) replaces single env actions: it cannot run with action "
             f"chunks (act_exec_horizon {act_exec_horizon}); use act_exec_horizon 1"
         )
-
-
-INTERVENERS = ("none", "sim", "spacemouse", "gamepad", "keyboard")
-
-
-@dataclass(frozen=True)
-class InterventionConfig(RunFile):
-    """Who may intervene in a run's training episodes: nobody, the simulated human, a device.
-
-    Kept in RUN_DIR/intervention.json beside config.json (an actor-side setting: the person
-    sits at the actor's machine). `sim_rules` overrides `serl.envs.SimHumanRules` fields.
-    """
-
-    FILE: ClassVar[str] = "intervention.json"
-    kind: str = "none"
-    hold_s: float = 0.5  # device interventions last this long after the last input
-    action_scale: float = 0.3  # a device's full deflection, as a fraction of the action range
-    sim_rules: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.kind not in INTERVENERS:
-            raise ValueError(f"intervene: expected one of {INTERVENERS}, got {self.kind!r}")
 
 
 def wrap_intervention(env: gym.Env, cfg: InterventionConfig, seed: int) -> gym.Env:

@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gymnasium.error import DependencyNotInstalled
 
-from serl.agents.actor import eval_actions
-from serl.train.actor import evaluate
-from serl.train.checkpoints import latest_checkpoint, load_checkpoint
+from serl.agents.policy import eval_actions
 from serl.train.config import TrainConfig
 from serl.train.envs import chunk_env, make_env
 from serl.train.reports import write_video
+from serl.train.rollout import evaluate, render_episodes
+from serl.train.run_checkpoints import latest_checkpoint, load_checkpoint
 
 EVAL_SEED = 20_000_000  # seeds no actor trains or evaluates on
 
@@ -53,16 +54,11 @@ def run_env(cfg: TrainConfig, **kwargs: Any) -> Any:
 def _video_frames(cfg: TrainConfig, act: Any, episodes: int) -> list[np.ndarray]:
     try:
         env = run_env(cfg, render_mode="rgb_array")
-    except Exception as e:  # e.g. an env whose renderer needs an uninstalled package
+    except Exception as e:  # e.g. an env without an rgb_array render mode
         raise RuntimeError(f"{cfg.env_id} cannot render video frames: {e}") from e
-    frames = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=EVAL_SEED + i)
-        frames.append(env.render())
-        done = False
-        while not done:
-            obs, _, terminated, truncated, _ = env.step(act(obs))
-            frames.append(env.render())
-            done = terminated or truncated
-    env.close()
-    return frames
+    try:
+        return render_episodes(env, act, episodes, seed=EVAL_SEED)
+    except DependencyNotInstalled as e:  # classic control draws with pygame, an extra
+        raise RuntimeError(f"{cfg.env_id} cannot render video frames: {e}") from e
+    finally:
+        env.close()

@@ -32,11 +32,13 @@ import numpy as np
 
 from serl.agents import api as agents
 from serl.agents import checkpoint as agent_checkpoint
-from serl.agents.actor import sample_actions
+from serl.agents.policy import sample_actions
 from serl.data import EpisodeStore, FrameReplayBuffer, MixedSampler, ReplayBuffer, load_episodes
 from serl.data.replay import Buffer
+from serl.dataclass_json import merge
 from serl.train.config import DEFAULT_PRESET
 from serl.train.envs import env_schema, make_env
+from serl.train.rollout import Step, run_episode
 
 log = logging.getLogger(__name__)
 DIRECTIONS = ("forward", "backward")
@@ -87,10 +89,7 @@ class ForwardBackwardConfig:
     def agent_config(self) -> agents.AgentConfig:
         """The agent hyperparameters (same for both directions)."""
         preset = agents.get_preset(self.preset or DEFAULT_PRESET[self.agent])
-        overrides = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in self.agent_overrides.items()
-        }
-        return dataclasses.replace(preset, **overrides)
+        return merge(preset, self.agent_overrides, "agent_overrides")
 
     @property
     def path(self) -> Path:
@@ -135,7 +134,6 @@ class ForwardBackwardTrainer:
         self.episodes: list[dict[str, Any]] = []
         self.rng = np.random.default_rng(cfg.seed)
         self.key = jax.random.PRNGKey(cfg.seed)
-        self._obs: Any = None
         self._started = False
         self.start_time = time.monotonic()
         for i, d in enumerate(DIRECTIONS):
@@ -147,7 +145,7 @@ class ForwardBackwardTrainer:
     def _with_reward(self, env: gym.Env, classifier: str | None) -> gym.Env:
         if classifier is None:
             return env
-        from serl.train.classifier import learned_reward_env
+        from serl.train.reward_model import learned_reward_env
 
         return learned_reward_env(env, classifier, threshold=self.cfg.reward_threshold)
 
@@ -198,47 +196,46 @@ class ForwardBackwardTrainer:
     def run_episode(self, direction: str) -> dict[str, Any]:
         """One episode of `direction` from wherever the scene is; returns its record."""
         env = self.envs[direction]
-        options = {"task": direction} if self.shared else None
-        seed = None if self._started else self.cfg.seed  # seeded once: later resets keep state
-        obs, info = env.reset(seed=seed, options=options)
-        self._started = True
-        self.agent(direction, obs)
-        start_block = info.get("block_pos")
-        total, steps, done, learned = 0.0, 0, False, False
-        while not done:
-            action = self._act(direction, obs)
-            next_obs, reward, terminated, truncated, info = env.step(action)
+        learned = False
+
+        def act(obs: Any) -> np.ndarray:
+            self.agent(direction, obs)
+            return self._act(direction, obs)
+
+        def on_step(step: Step) -> None:
+            nonlocal learned
             t = {
-                "observations": obs,
-                "actions": action,
-                "rewards": np.float32(reward),
-                "terminated": bool(terminated),
-                "truncated": bool(truncated),
-                "next_observations": next_obs,
+                "observations": step.obs,
+                "actions": step.action,
+                "rewards": np.float32(step.reward),
+                "terminated": step.terminated,
+                "truncated": step.truncated,
+                "next_observations": step.next_obs,
             }
             self.buffers[direction].insert(**t)  # this direction's data: its own buffer only
             if self.on_transition is not None:
                 self.on_transition(direction, t)
             self.steps[direction] += 1
-            steps += 1
-            total += float(reward)
-            learned = learned or bool(info.get("learned_success", False))
+            learned = learned or bool(step.info.get("learned_success", False))
             self._train(direction)
-            obs, done = next_obs, terminated or truncated
+
+        seed = None if self._started else self.cfg.seed  # seeded once: later resets keep state
+        options = {"task": direction} if self.shared else None
+        run = run_episode(env, act, seed, options, on_step=on_step, keep=False)
+        self._started = True
+        start_block, end_block = run.infos[0].get("block_pos"), run.infos[-1].get("block_pos")
         record = {
             "episode": len(self.episodes),
             "direction": direction,
             "env_step": sum(self.steps.values()),
-            "steps": steps,
-            "return": total,
-            "success": bool(info.get("success", False)),
+            "steps": len(run),
+            "return": run.total_reward,
+            "success": run.success,
             "learned_success": learned,
             "updates": self.updates[direction],
             "wall_s": round(time.monotonic() - self.start_time, 2),
             "start_block": None if start_block is None else np.asarray(start_block).tolist(),
-            "end_block": None
-            if "block_pos" not in info
-            else np.asarray(info["block_pos"]).tolist(),
+            "end_block": None if end_block is None else np.asarray(end_block).tolist(),
         }
         self.episodes.append(record)
         return record

@@ -20,10 +20,12 @@ from typing import Any
 
 from tqdm import tqdm
 
+from serl.data import EpisodeStore, Schema
 from serl.networks import resolve_pretrained
-from serl.train.checkpoints import latest_checkpoint
 from serl.train.config import TrainConfig
-from serl.train.learner import run_token
+from serl.train.envs import env_schema, make_env
+from serl.train.run_checkpoints import latest_checkpoint
+from serl.train.run_files import run_token
 
 MAX_ACTOR_RESTARTS = 5
 MAX_LEARNER_RESTARTS = 3
@@ -60,7 +62,8 @@ def _crash_report(log: Path) -> str:
 
 
 def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
-    """Check the run dir, reuse its config on resume, and record demos the recipe asks for."""
+    """Check the run dir, the env and the stores a run reads (before any process starts), reuse
+    the config on resume, and record demos the recipe asks for."""
     run = cfg.path
     if resume and (run / "config.json").exists():
         cfg = dataclasses.replace(TrainConfig.load(run), env_steps=cfg.env_steps)
@@ -68,21 +71,46 @@ def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
         raise FileExistsError(
             f"{run} already holds a run; continue it with --resume or choose another --run-dir"
         )
+    schema = _check_env(cfg)
     if cfg.demos is None and cfg.num_demos > 0:
         demos = run / "demos"
         if not demos.exists():
-            from serl.train.demos import record_demos
+            from serl.train.recording import record_demos
 
             record_demos(
                 cfg.env_id, cfg.num_demos, demos, seed=cfg.seed, env_kwargs=cfg.env_kwargs
             )
         cfg = dataclasses.replace(cfg, demos=str(demos))
+    _check_store("--demos", cfg.demos, schema)
+    _check_store("--goal-examples", cfg.goal_examples, None)
     encoder = getattr(cfg.agent_config, "encoder", None)
     if encoder is not None and encoder.pretrained_path is not None:
         # convert another tool's weight file once, here, and fail before any process starts
         resolve_pretrained(encoder.backbone, encoder.pretrained_path)
     cfg.save()
     return cfg
+
+
+def _check_env(cfg: TrainConfig) -> Schema:
+    """Make the run's env once, so a mistyped id or unusable spaces fail before any process
+    starts; its per-step schema (what demo stores must match)."""
+    env = make_env(cfg.env_id, **cfg.env_kwargs)
+    try:
+        return env_schema(env)
+    finally:
+        env.close()
+
+
+def _check_store(flag: str, path: str | None, schema: Schema | None) -> None:
+    """An episode store a run reads: present, readable, and (`schema`) of the run's env."""
+    if path is None:
+        return
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{flag} {path}: no such episode store")
+    with EpisodeStore.open(path) as store:
+        if schema is not None and store.schema != schema:
+            raise ValueError(f"{flag} {path}: its observations and actions differ from the env's "
+                             f"(store: {store.schema.to_json()}, env: {schema.to_json()})")
 
 
 class Launcher:

@@ -89,7 +89,8 @@ def plot_intervention_rate(
 
 
 def plot_series(
-    series: dict[str, tuple[Sequence[float], Sequence[float]]], out: Path, ylabel: str
+    series: dict[str, tuple[Sequence[float], Sequence[float]]], out: Path, ylabel: str,
+    legend: bool = True,
 ) -> Path:
     """PNG of named (x, y) series against env steps."""
     import matplotlib
@@ -103,7 +104,8 @@ def plot_series(
     ax.set_xlabel("env steps")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if legend:
+        ax.legend()
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
@@ -115,24 +117,9 @@ def plot_learning_curves(
     runs: dict[str, Sequence[dict[str, float]]], out: Path, metric: str = "success_rate"
 ) -> Path:
     """PNG of `metric` against env steps, one line per named run."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, never a window
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for name, rows in runs.items():
-        ax.plot([r["env_step"] for r in rows], [r[metric] for r in rows], marker=".", label=name)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel(metric.replace("_", " "))
-    ax.grid(alpha=0.3)
-    if len(runs) > 1:
-        ax.legend()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    series = {name: ([r["env_step"] for r in rows], [r[metric] for r in rows])
+              for name, rows in runs.items()}
+    return plot_series(series, out, metric.replace("_", " "), legend=len(runs) > 1)
 
 
 def write_video(frames: Iterable[np.ndarray], out: Path, fps: int = 25) -> Path:

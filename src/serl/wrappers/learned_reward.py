@@ -1,7 +1,7 @@
 """Learned rewards: a success classifier's probability becomes the reward and ends the episode.
 
 The classifier enters as a plain callable `obs -> p(success)` (the wrappers know nothing
-about learning; `serl.train.classifier.RewardClassifier` makes one from a saved classifier).
+about learning; `serl.train.reward_model.RewardClassifier` makes one from a saved classifier).
 """
 
 from __future__ import annotations

@@ -1,252 +1,24 @@
-"""Learned rewards end to end: record success-labelled frames, train and evaluate a reward
-classifier (report JSON + calibration PNG), and load a saved one as a reward callable.
-
-Labelled frames live in an ordinary episode store: each episode carries, in its attributes,
-`labels`, one 0/1 per stored frame (L + 1 of them: the reset frame and every step's
-result). In simulation the labels are `info["success"]`; with a teleop device a person
-labels: the success event (Enter, gamepad A, ...) marks the current frame and the frames
-after it successful, the failure event marks them failed again.
-"""
+"""Learned rewards: load success-labelled frames (recorded by `serl.train.recording`), train and
+evaluate a reward classifier (report JSON + calibration PNG), and load a saved one as a reward
+callable."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from serl.agents import classifier as clf
-from serl.data import Episode, EpisodeStore
-from serl.train.config import RunFile
-from serl.train.demos import build_episode
-from serl.train.envs import env_schema, make_env
+from serl.data import EpisodeStore
+from serl.train.envs import make_env
+from serl.train.run_files import RewardConfig
 
-if TYPE_CHECKING:
-    from serl.robot.teleop import TeleopDevice
-
-# Sim tasks whose default (sparse) variant ends an episode at its first success frame: the
-# recorder keeps going past success with the dense variant, so positives are not rare.
-LABEL_ENV_KWARGS: dict[str, dict[str, Any]] = {
-    "serl/PandaPickCube-v0": {"reward_type": "dense"},
-    "serl/PandaPickCubeVision-v0": {"reward_type": "dense"},
-}
-SIM_POLICIES = ("expert", "expert_then_random", "random")
 CHUNK = 4  # frames per frozen-backbone call when featurizing labelled frames (one compiled shape)
-
-
-# -- recording ------------------------------------------------------------------------------
-
-
-def sim_policy(env: Any, kind: str, rng: np.random.Generator, noise: float) -> Callable[[Any], Any]:
-    """An episode's labelling policy: the scripted expert, the expert then random actions from a
-    random step on (drops, re-grasps: varied positives and negatives), or random actions."""
-    from serl.envs import make_expert
-
-    if kind not in SIM_POLICIES:
-        raise ValueError(f"policy must be one of {SIM_POLICIES}, got {kind!r}")
-    if kind == "random":
-        return lambda obs: rng.uniform(-1.0, 1.0, env.action_space.shape)
-    expert = make_expert(env, noise=noise, seed=int(rng.integers(2**31)))
-    expert.reset()
-    switch = int(rng.integers(15, 70)) if kind == "expert_then_random" else None
-    step = 0
-
-    def act(obs: Any) -> Any:
-        nonlocal step
-        step += 1
-        if switch is not None and step > switch:
-            return rng.uniform(-1.0, 1.0, env.action_space.shape)
-        return expert(obs)
-
-    return act
-
-
-def sim_labelled_episode(
-    env: Any, policy: Callable[[Any], Any], seed: int
-) -> tuple[Episode, list[int]]:
-    """One episode with every frame labelled by `info["success"]` (the reset frame's too)."""
-    obs, info = env.reset(seed=seed)
-    frames, labels = [obs], [int(bool(info.get("success", False)))]
-    actions, rewards, terminated, truncated = [], [], [], []
-    done = False
-    while not done:
-        action = np.asarray(policy(obs), np.float32)
-        obs, reward, term, trunc, info = env.step(action)
-        frames.append(obs)
-        labels.append(int(bool(info.get("success", False))))
-        actions.append(action)
-        rewards.append(float(reward))
-        terminated.append(bool(term))
-        truncated.append(bool(trunc))
-        done = term or trunc
-    return build_episode(frames, actions, rewards, terminated, truncated), labels
-
-
-def teleop_labelled_episode(
-    env: Any, device: TeleopDevice[Any], seed: int, scale: float = 0.3, realtime: bool = True
-) -> tuple[Episode | None, list[int], str | None]:
-    """One episode driven and labelled by a person: (episode or None, labels, end event).
-
-    Success marks the current frame and the ones after it successful, failure marks them
-    failed; the episode ends when the env ends it. Re-record discards it (None); stop ends it
-    early, keeping what was recorded.
-    """
-    from serl.robot.teleop import Event, command_to_action
-    from serl.wrappers import control_period
-
-    obs, _ = env.reset(seed=seed)
-    device.reset()
-    dim = int(np.prod(env.action_space.shape))
-    dt = control_period(env)
-    frames, labels, label = [obs], [0], 0
-    actions, rewards, terminated, truncated = [], [], [], []
-    tick = time.monotonic()
-    while True:
-        command = device.read()
-        if Event.RERECORD in command.events:
-            return None, [], str(Event.RERECORD)
-        if Event.STOP in command.events:
-            if not actions:
-                return None, [], str(Event.STOP)
-            truncated[-1] = True  # cut here: bootstrap through it
-            return build_episode(frames, actions, rewards, terminated, truncated), labels, "stop"
-        if Event.SUCCESS in command.events:
-            label = labels[-1] = 1
-        if Event.FAILURE in command.events:
-            label = labels[-1] = 0
-        action = command_to_action(command, dim, scale)
-        obs, reward, term, trunc, _ = env.step(action)
-        frames.append(obs)
-        labels.append(label)
-        actions.append(action)
-        rewards.append(float(reward))
-        terminated.append(bool(term))
-        truncated.append(bool(trunc))
-        if term or trunc:
-            return build_episode(frames, actions, rewards, terminated, truncated), labels, None
-        if realtime:  # a person needs the sim at the speed of the real robot
-            tick += dt
-            time.sleep(max(0.0, tick - time.monotonic()))
-
-
-def record_transitions(
-    env_id: str,
-    out: Path,
-    episodes: int,
-    device: str | None = None,
-    seed: int = 0,
-    policies: Sequence[str] = SIM_POLICIES,
-    noise: float = 0.1,
-    env_kwargs: Mapping[str, Any] | None = None,
-    action_scale: float = 0.3,
-    realtime: bool | None = None,
-    teleop: TeleopDevice[Any] | None = None,
-) -> dict[str, Any]:
-    """Record `episodes` success-labelled episodes into a new episode store at `out`.
-
-    Without a device, labels are the sim's `info["success"]` and episode i runs policy
-    `policies[i % len(policies)]` from seed `seed + i`. With `device` (a teleop name) or an
-    open `teleop` device a person drives and labels. Returns a summary (frames, positives).
-    """
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
-    kwargs = dict(LABEL_ENV_KWARGS.get(env_id, {}) if env_kwargs is None else env_kwargs)
-    env = make_env(env_id, **kwargs)
-    rng = np.random.default_rng(seed)
-    frames = positives = 0
-    source = device or (teleop.name if teleop is not None else "sim")
-    try:
-        with EpisodeStore.create(out, env_schema(env)) as store:
-            if source == "sim":
-                for i in tqdm(range(episodes), desc=f"labelled {env_id}", unit="ep"):
-                    kind = policies[i % len(policies)]
-                    policy = sim_policy(env, kind, rng, noise)
-                    episode, labels = sim_labelled_episode(env, policy, seed + i)
-                    store.append(episode, _attrs(env_id, seed + i, source, kind, labels, kwargs))
-                    frames, positives = frames + len(labels), positives + sum(labels)
-            else:
-                frames, positives = _record_teleop(
-                    env,
-                    env_id,
-                    store,
-                    episodes,
-                    seed,
-                    device,
-                    teleop,
-                    action_scale,
-                    realtime,
-                    kwargs,
-                )
-            count = len(store)
-    finally:
-        env.close()
-    return {
-        "path": str(out),
-        "episodes": count,
-        "frames": frames,
-        "positives": positives,
-        "env_kwargs": kwargs,
-    }
-
-
-def _attrs(
-    env_id: str,
-    seed: int,
-    source: str,
-    policy: str,
-    labels: list[int],
-    env_kwargs: Mapping[str, Any],
-) -> dict[str, Any]:
-    return {
-        "env_id": env_id,
-        "seed": seed,
-        "source": source,
-        "policy": policy,
-        "labels": [int(v) for v in labels],
-        "env_kwargs": dict(env_kwargs),
-    }
-
-
-def _record_teleop(
-    env: Any,
-    env_id: str,
-    store: EpisodeStore,
-    episodes: int,
-    seed: int,
-    device: str | None,
-    teleop: TeleopDevice[Any] | None,
-    scale: float,
-    realtime: bool | None,
-    kwargs: Mapping[str, Any],
-) -> tuple[int, int]:
-    from serl.robot.teleop import Event, make_device
-
-    own = teleop is None
-    dev = make_device(device) if teleop is None else teleop
-    realtime = own if realtime is None else realtime
-    frames = positives = index = 0
-    try:
-        while len(store) < episodes:
-            episode, labels, end = teleop_labelled_episode(env, dev, seed + index, scale, realtime)
-            if end == Event.RERECORD:
-                continue
-            index += 1
-            if episode is not None:
-                store.append(
-                    episode, _attrs(env_id, seed + index - 1, dev.name, "teleop", labels, kwargs)
-                )
-                frames, positives = frames + len(labels), positives + sum(labels)
-            if end == "stop" or end == Event.STOP:
-                break
-    finally:
-        if own:
-            dev.close()
-    return frames, positives
 
 
 # -- labelled data --------------------------------------------------------------------------
@@ -554,29 +326,6 @@ def learned_reward_env(
 
 
 # -- a run's learned reward -----------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class RewardConfig(RunFile):
-    """A run's learned reward, kept in RUN_DIR/reward.json beside config.json (actor-side).
-
-    `classifier` names a saved classifier (None: the env's own reward); `threshold` None uses
-    the classifier's. `env_kwargs` make the env the classifier rewards (e.g. the pick-cube's
-    dense variant, so that the classifier, not the simulator, ends episodes).
-    """
-
-    FILE: ClassVar[str] = "reward.json"
-    classifier: str | None = None
-    threshold: float | None = None
-    gripper_key: str | None = None
-    gripper_threshold: float = 0.5
-    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @classmethod
-    def for_env(cls, env_id: str, classifier: str | Path, **kwargs: Any) -> RewardConfig:
-        """A learned reward for `env_id`, with the env variant that lets it end episodes."""
-        env_kwargs = dict(LABEL_ENV_KWARGS.get(env_id, {}))
-        return cls(classifier=str(classifier), env_kwargs=env_kwargs, **kwargs)
 
 
 def make_reward_env(env_id: str, reward: RewardConfig, **kwargs: Any) -> Any:

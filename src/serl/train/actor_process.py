@@ -24,20 +24,25 @@ import jax
 import numpy as np
 
 from serl.agents import api as agents
-from serl.agents.actor import eval_actions, sample_actions
 from serl.agents.common import AgentSpec
+from serl.agents.policy import eval_actions, sample_actions
 from serl.distributed import ActorClient
-from serl.train.classifier import RewardConfig, make_reward_env
 from serl.train.config import TrainConfig
 from serl.train.envs import (
-    InterventionConfig,
     check_intervention_chunks,
     chunk_env,
     env_schema,
     wrap_intervention,
 )
 from serl.train.feature_cache import FeatureCache
-from serl.train.learner import SENT_FEATURES, transport_schema_hash
+from serl.train.reward_model import make_reward_env
+from serl.train.rollout import Rollout, Step, evaluate, run_episode
+from serl.train.run_files import (
+    SENT_FEATURES,
+    InterventionConfig,
+    RewardConfig,
+    transport_schema_hash,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +53,6 @@ class Policy:
 
     version: int = 0
     state: Any = None
-
-
-def evaluate(env: gym.Env, act: Any, episodes: int, seed: int) -> dict[str, float]:
-    """Deterministic evaluation episodes: success rate and mean return."""
-    returns, successes = [], []
-    for i in range(episodes):
-        obs, info = env.reset(seed=seed + i)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, info = env.step(act(obs))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-        successes.append(bool(info.get("success", False)))
-    return {
-        "success_rate": float(np.mean(successes)),
-        "mean_return": float(np.mean(returns)),
-        "episodes": float(episodes),
-    }
 
 
 class BackgroundEvaluation:
@@ -181,6 +167,8 @@ class Actor:
         self.key = jax.random.PRNGKey(cfg.seed * 1000 + index)
         self.env.action_space.seed(cfg.seed * 1000 + index)
         self.stopped = False
+        self._interventions = 0  # in the episode under way
+        self._last_seen: tuple[Any, Any] = (None, None)
 
     def _make_env(self, intervention: InterventionConfig, seed: int) -> gym.Env:
         """The run's env with its reward and intervener, Chunking outermost (the reward, its
@@ -232,48 +220,13 @@ class Actor:
             self.steps = held
         self.client.wait_params(timeout=120.0)
         self.refresh_policy()
-        obs, _ = self.env.reset(seed=self.cfg.seed * 1000 + self.index + self.steps)
-        seen = self.observe(obs)
-        episode_return, episode_len, episode_interventions = 0.0, 0, 0
+        seed: int | None = self.cfg.seed * 1000 + self.index + self.steps
         while self.steps < self.share and not self.stopped:
-            self.refresh_policy()
-            if self.steps >= self.allowed_steps():
-                self._say_if_learner_silent()
-                time.sleep(0.002)  # the learner is behind: let it catch up
-                continue
-            action = np.asarray(self.act(seen), dtype=np.float32)
-            next_obs, reward, terminated, truncated, info = self.env.step(action)
-            seen_next = self.observe(next_obs)
-            # what was executed is what is stored: a person's action replaces the policy's
-            intervened = bool(info.get("intervened", False))
-            executed = np.asarray(info.get("intervene_action", action), dtype=np.float32)
-            transition = {
-                "observations": obs,
-                "actions": executed,
-                "rewards": np.float32(reward),
-                "terminated": np.bool_(terminated),
-                "truncated": np.bool_(truncated),
-                "next_observations": next_obs,
-                "intervened": np.bool_(intervened),
-            }
-            if self.features is not None:
-                transition[SENT_FEATURES] = {
-                    "observations": {k: seen[k] for k in self.features.keys},
-                    "next_observations": {k: seen_next[k] for k in self.features.keys},
-                }
-            self.client.send(transition, param_version=self.policy.version)
-            self.steps += 1
-            episode_return += float(reward)
-            episode_len += 1
-            episode_interventions += intervened
-            obs, seen = next_obs, seen_next
-            if terminated or truncated:
-                self._report_episode(episode_return, episode_len, info, episode_interventions)
-                obs, _ = self.env.reset()
-                seen = self.observe(obs)
-                episode_return, episode_len, episode_interventions = 0.0, 0, 0
-            if self.steps % self.cfg.eval_every == 0:
-                self.evaluate()
+            self._interventions = 0
+            run = run_episode(self.env, self._paced_act, seed, on_step=self._on_step, keep=False)
+            seed = None  # later resets go on from the env's own random state
+            if not run.stopped:
+                self._report_episode(run)
         if self.stopped:
             return  # asked to stop: no final evaluation, the learner is stopping too
         if self.steps % self.cfg.eval_every != 0:
@@ -281,6 +234,49 @@ class Actor:
         if self.evaluation is not None:
             self.evaluation.wait()  # its report goes before "done"
         self.client.report({"steps": float(self.steps)}, self.steps, kind="done")
+
+    def _paced_act(self, obs: dict[str, np.ndarray]) -> np.ndarray | None:
+        """The next action once the learner's progress allows another step; None if stopped."""
+        self.refresh_policy()
+        while self.steps >= self.allowed_steps():
+            if self.stopped:
+                return None
+            self._say_if_learner_silent()
+            time.sleep(0.002)  # the learner is behind: let it catch up
+            self.refresh_policy()
+        return self.act(self._seen(obs))
+
+    def _on_step(self, step: Step) -> bool:
+        """Send the transition; evaluate on schedule; True once this actor should stop."""
+        # what was executed is what is stored: a person's action replaces the policy's
+        intervened = bool(step.info.get("intervened", False))
+        transition = {
+            "observations": step.obs,
+            "actions": np.asarray(step.info.get("intervene_action", step.action), np.float32),
+            "rewards": np.float32(step.reward),
+            "terminated": np.bool_(step.terminated),
+            "truncated": np.bool_(step.truncated),
+            "next_observations": step.next_obs,
+            "intervened": np.bool_(intervened),
+        }
+        if self.features is not None:
+            seen, seen_next = self._seen(step.obs), self._seen(step.next_obs)
+            transition[SENT_FEATURES] = {
+                "observations": {k: seen[k] for k in self.features.keys},
+                "next_observations": {k: seen_next[k] for k in self.features.keys},
+            }
+        self.client.send(transition, param_version=self.policy.version)
+        self.steps += 1
+        self._interventions += intervened
+        if self.steps % self.cfg.eval_every == 0:
+            self.evaluate()
+        return self.stopped or self.steps >= self.share
+
+    def _seen(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`observe(obs)`, computed once per observation (it is acted on, then sent twice)."""
+        if self._last_seen[0] is not obs:
+            self._last_seen = (obs, self.observe(obs))
+        return self._last_seen[1]
 
     def _say_if_learner_silent(self) -> None:
         """While waiting for a learner that does not answer, say so once a minute."""
@@ -299,20 +295,18 @@ class Actor:
         if self.policy.state is not None:
             self.evaluation.start(self.policy.state, self.steps)
 
-    def _report_episode(
-        self, ret: float, length: int, info: dict[str, Any], interventions: int = 0
-    ) -> None:
+    def _report_episode(self, run: Rollout) -> None:
         stats = self.client.stats()
         values = {
-            "episode_return": ret,
-            "episode_length": float(length),
-            "success": float(bool(info.get("success", False))),
+            "episode_return": run.total_reward,
+            "episode_length": float(len(run)),
+            "success": float(run.success),
             "param_version": float(self.policy.version),
             "queued": stats["queued"],
             "dropped": stats.get("dropped", 0.0),
         }
         if self.intervention.kind != "none":
-            values["intervention_rate"] = interventions / max(length, 1)
+            values["intervention_rate"] = self._interventions / max(len(run), 1)
         self.client.report(values, self.steps)
 
     def close(self, flush_timeout: float = 60.0) -> bool:
