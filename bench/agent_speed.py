@@ -168,8 +168,10 @@ def main() -> None:
         print(name, results[name], flush=True)
     results["drq_pixels_mobilenet_v2"] = measure(pixels, pixel_obs, 4, 2, 1)
     print("drq_pixels_mobilenet_v2", results["drq_pixels_mobilenet_v2"], flush=True)
-    speedup = (results["drq_pixels_mobilenet_v2"]["s_per_learner_step"]
-               / results["drq_cached_mobilenet_v2"]["s_per_learner_step"])
+    speedup = (
+        results["drq_pixels_mobilenet_v2"]["s_per_learner_step"]
+        / results["drq_cached_mobilenet_v2"]["s_per_learner_step"]
+    )
     a = results["sac_state"]["critic_minibatch_updates_per_s"]
     b = results["drq_small_ratio4"]["learner_steps_per_s"]
     write_result(
@@ -187,10 +189,14 @@ def main() -> None:
             "target_c_met": speedup >= TARGETS["cached_vs_pixel_speedup"],
             "cached_step_over_state_recipe_step": round(
                 results["drq_cached_mobilenet_v2"]["s_per_learner_step"]
-                / results["sac_demo_state"]["s_per_learner_step"], 1),
+                / results["sac_demo_state"]["s_per_learner_step"],
+                1,
+            ),
             "recipe_step_over_state_recipe_step": round(
                 results["drq_cached_recipe"]["s_per_learner_step"]
-                / results["sac_demo_state"]["s_per_learner_step"], 1),
+                / results["sac_demo_state"]["s_per_learner_step"],
+                1,
+            ),
             "results": results,
         },
     )

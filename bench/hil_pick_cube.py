@@ -94,12 +94,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/bench_hil_pick_cube"))
     parser.add_argument("--preset", default="sac_hil", help="the agent preset of every run")
-    parser.add_argument("--agent-overrides", type=json.loads, default={},
-                        help="""JSON of preset fields to change ('{"bc_q_filter": true}')""")
+    parser.add_argument(
+        "--agent-overrides",
+        type=json.loads,
+        default={},
+        help="""JSON of preset fields to change ('{"bc_q_filter": true}')""",
+    )
     parser.add_argument("--name", default="hil_pick_cube", help="bench/results/NAME.json and .png")
     parser.add_argument("--quick", action="store_true", help="one seed, 2,000 env steps each")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="runs at once (the figures are env steps, not wall time)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at once (the figures are env steps, not wall time)",
+    )
     args = parser.parse_args()
     seeds = args.seeds[:1] if args.quick else args.seeds
     overrides: dict[str, Any] = {"preset": args.preset, "agent_overrides": args.agent_overrides}

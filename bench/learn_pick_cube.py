@@ -25,8 +25,19 @@ def first_reaching(rows: list[dict[str, float]], threshold: float) -> dict[str, 
 def run_seed(env_id: str, seed: int, out: Path, extra: list[str]) -> dict[str, object]:
     """Train one seed with the default recipe and summarise its eval.csv."""
     run_dir = out / f"seed{seed}"
-    cmd = [sys.executable, "-m", "serl.cli", "train", env_id, "--seed", str(seed),
-           "--run-dir", str(run_dir), "--no-video", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "serl.cli",
+        "train",
+        env_id,
+        "--seed",
+        str(seed),
+        "--run-dir",
+        str(run_dir),
+        "--no-video",
+        *extra,
+    ]
     if (run_dir / "learning_curve.png").exists():  # finished earlier: summarise, not retrain
         print(f"{run_dir}: finished run, summarising it", flush=True)
         code = 0
@@ -36,7 +47,10 @@ def run_seed(env_id: str, seed: int, out: Path, extra: list[str]) -> dict[str, o
     rows = read_eval_csv(run_dir / "eval.csv") if (run_dir / "eval.csv").exists() else []
     hit = first_reaching(rows, TARGET_SUCCESS)
     return {
-        "seed": seed, "exit_code": code, "run_dir": str(run_dir), "evaluations": rows,
+        "seed": seed,
+        "exit_code": code,
+        "run_dir": str(run_dir),
+        "evaluations": rows,
         "env_steps_to_90": hit["env_step"] if hit else None,
         "minutes_to_90": round(hit["wall_s"] / 60, 2) if hit else None,
         "final_success_rate": rows[-1]["success_rate"] if rows else None,
@@ -57,24 +71,41 @@ def main() -> None:
     parser.add_argument("--env-id", default="serl/PandaPickCube-v0")
     parser.add_argument("--quick", action="store_true", help="one seed, 2,000 env steps")
     args = parser.parse_args()
-    seeds, extra = (args.seeds[:1], ["--env-steps", "2000", "--eval-every", "1000"]) \
-        if args.quick else (args.seeds, [])
+    seeds, extra = (
+        (args.seeds[:1], ["--env-steps", "2000", "--eval-every", "1000"])
+        if args.quick
+        else (args.seeds, [])
+    )
     runs = [run_seed(args.env_id, s, args.out, extra) for s in seeds]
     median_steps = median_or_none([r["env_steps_to_90"] for r in runs])
     median_minutes = median_or_none([r["minutes_to_90"] for r in runs])
-    plot_learning_curves({f"seed {r['seed']}": r["evaluations"] for r in runs},
-                         Path(__file__).parent / "results" / "learn_pick_cube.png")
-    write_result("learn_pick_cube", {
-        "env_id": args.env_id, "quick": args.quick, "seeds": seeds,
-        "seeds_reaching_90": sum(r["env_steps_to_90"] is not None for r in runs),
-        "median_env_steps_to_90": median_steps,
-        "median_minutes_to_90": median_minutes,
-        "target": {"env_steps": TARGET_ENV_STEPS, "minutes": TARGET_MINUTES,
-                   "success": TARGET_SUCCESS},
-        "meets_target": bool(median_steps is not None and median_steps <= TARGET_ENV_STEPS
-                             and median_minutes is not None and median_minutes <= TARGET_MINUTES),
-        "runs": runs,
-    })
+    plot_learning_curves(
+        {f"seed {r['seed']}": r["evaluations"] for r in runs},
+        Path(__file__).parent / "results" / "learn_pick_cube.png",
+    )
+    write_result(
+        "learn_pick_cube",
+        {
+            "env_id": args.env_id,
+            "quick": args.quick,
+            "seeds": seeds,
+            "seeds_reaching_90": sum(r["env_steps_to_90"] is not None for r in runs),
+            "median_env_steps_to_90": median_steps,
+            "median_minutes_to_90": median_minutes,
+            "target": {
+                "env_steps": TARGET_ENV_STEPS,
+                "minutes": TARGET_MINUTES,
+                "success": TARGET_SUCCESS,
+            },
+            "meets_target": bool(
+                median_steps is not None
+                and median_steps <= TARGET_ENV_STEPS
+                and median_minutes is not None
+                and median_minutes <= TARGET_MINUTES
+            ),
+            "runs": runs,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -36,14 +36,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/bench_learn_pick_cube_vision"))
     parser.add_argument("--quick", action="store_true", help="one seed, 2,000 env steps each")
-    parser.add_argument("--name", default="learn_pick_cube_vision",
-                        help="results file (bench/results/NAME.json + .png), e.g. for a variant")
+    parser.add_argument(
+        "--name",
+        default="learn_pick_cube_vision",
+        help="results file (bench/results/NAME.json + .png), e.g. for a variant",
+    )
     args = parser.parse_args()
     seeds = args.seeds[:1] if args.quick else args.seeds
     extra = ["--env-steps", "2000", "--eval-every", "1000"] if args.quick else []
 
-    runs = [run_seed("serl/PandaPickCubeVision-v0", s, args.out / "vision", extra)
-            for s in seeds]
+    runs = [run_seed("serl/PandaPickCubeVision-v0", s, args.out / "vision", extra) for s in seeds]
     # the state recipe over the same seeds: one state run's time to 90% varies too much (11k to
     # 15k env steps, 3.0 to 3.8 min for seed 0 in two bench runs) to scale three vision runs by
     states = [run_seed("serl/PandaPickCube-v0", s, args.out / "state", extra) for s in seeds]
@@ -54,32 +56,46 @@ def main() -> None:
         run["last5_mean_success"] = round(statistics.mean(last), 3) if last else None
         run["wall_over_state"] = (
             round(run["minutes_to_90"] / state_minutes, 2)
-            if run["minutes_to_90"] is not None and state_minutes else None
+            if run["minutes_to_90"] is not None and state_minutes
+            else None
         )
     median_steps = median_or_none([r["env_steps_to_90"] for r in runs])
     median_ratio = median_or_none([r["wall_over_state"] for r in runs])
     plot_learning_curves(
-        {**{f"vision seed {r['seed']}": r["evaluations"] for r in runs},
-         **{f"state seed {r['seed']}": r["evaluations"] for r in states}},
+        {
+            **{f"vision seed {r['seed']}": r["evaluations"] for r in runs},
+            **{f"state seed {r['seed']}": r["evaluations"] for r in states},
+        },
         Path(__file__).parent / "results" / f"{args.name}.png",
     )
-    write_result(args.name, {
-        "env_id": "serl/PandaPickCubeVision-v0", "quick": args.quick, "seeds": seeds,
-        "seeds_reaching_90": sum(r["env_steps_to_90"] is not None for r in runs),
-        "median_env_steps_to_90": median_steps,
-        "median_minutes_to_90": median_or_none([r["minutes_to_90"] for r in runs]),
-        "median_wall_over_state": median_ratio,
-        "state_median_minutes_to_90": state_minutes,
-        "state_runs": states,
-        "target": {"env_steps": TARGET_ENV_STEPS, "wall_over_state": TARGET_WALL_RATIO,
-                   "success": TARGET_SUCCESS, "last5_mean": TARGET_STAYS},
-        "meets_target": bool(
-            median_steps is not None and median_steps <= TARGET_ENV_STEPS
-            and median_ratio is not None and median_ratio <= TARGET_WALL_RATIO
-            and all((r["last5_mean_success"] or 0) >= TARGET_STAYS for r in runs)
-        ),
-        "runs": runs,
-    })
+    write_result(
+        args.name,
+        {
+            "env_id": "serl/PandaPickCubeVision-v0",
+            "quick": args.quick,
+            "seeds": seeds,
+            "seeds_reaching_90": sum(r["env_steps_to_90"] is not None for r in runs),
+            "median_env_steps_to_90": median_steps,
+            "median_minutes_to_90": median_or_none([r["minutes_to_90"] for r in runs]),
+            "median_wall_over_state": median_ratio,
+            "state_median_minutes_to_90": state_minutes,
+            "state_runs": states,
+            "target": {
+                "env_steps": TARGET_ENV_STEPS,
+                "wall_over_state": TARGET_WALL_RATIO,
+                "success": TARGET_SUCCESS,
+                "last5_mean": TARGET_STAYS,
+            },
+            "meets_target": bool(
+                median_steps is not None
+                and median_steps <= TARGET_ENV_STEPS
+                and median_ratio is not None
+                and median_ratio <= TARGET_WALL_RATIO
+                and all((r["last5_mean_success"] or 0) >= TARGET_STAYS for r in runs)
+            ),
+            "runs": runs,
+        },
+    )
 
 
 if __name__ == "__main__":

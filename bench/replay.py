@@ -31,8 +31,12 @@ from serl.data import Episode, FrameReplayBuffer, ReplayBuffer, Schema  # noqa: 
 
 EPISODE_LENGTH = 100  # the sim task's time limit
 BATCH = 256
-TARGETS = {"frame_once_ratio_max": 0.55, "jpeg_ratio_max": 0.10,
-           "sample_raw_min_per_s": 20_000, "sample_jpeg_min_per_s": 2_000}
+TARGETS = {
+    "frame_once_ratio_max": 0.55,
+    "jpeg_ratio_max": 0.10,
+    "sample_raw_min_per_s": 20_000,
+    "sample_jpeg_min_per_s": 2_000,
+}
 
 
 def env_episodes(n: int, seed: int) -> list[Episode]:
@@ -65,10 +69,15 @@ def env_episodes(n: int, seed: int) -> list[Episode]:
         images = {k: np.stack([f[k] for f in frames]) for k in ("front", "wrist")}
         proprio = sorted(k for k in frames[0] if k not in images)
         state = np.stack([np.concatenate([np.ravel(f[k]) for k in proprio]) for f in frames])
-        episodes.append(Episode({**images, "state": state.astype(np.float32)},
-                                np.stack(actions).astype(np.float32),
-                                np.asarray(rewards, np.float32), np.asarray(term),
-                                np.asarray(trunc)))
+        episodes.append(
+            Episode(
+                {**images, "state": state.astype(np.float32)},
+                np.stack(actions).astype(np.float32),
+                np.asarray(rewards, np.float32),
+                np.asarray(term),
+                np.asarray(trunc),
+            )
+        )
     env.close()
     return episodes
 
@@ -89,11 +98,16 @@ def synthetic_episodes(n: int, seed: int) -> list[Episode]:
                 img[(abs(yy - arm[0]) < 4) & (abs(xx - arm[1]) < 14)] = (230, 230, 230)
                 frames[key].append(img.astype(np.uint8))
         L = EPISODE_LENGTH
-        episodes.append(Episode(
-            {k: np.stack(v) for k, v in frames.items()}
-            | {"state": rng.normal(size=(L + 1, 7)).astype(np.float32)},
-            rng.uniform(-1, 1, (L, 4)).astype(np.float32), rng.normal(size=L).astype(np.float32),
-            np.zeros(L, bool), np.arange(L) == L - 1))
+        episodes.append(
+            Episode(
+                {k: np.stack(v) for k, v in frames.items()}
+                | {"state": rng.normal(size=(L + 1, 7)).astype(np.float32)},
+                rng.uniform(-1, 1, (L, 4)).astype(np.float32),
+                rng.normal(size=L).astype(np.float32),
+                np.zeros(L, bool),
+                np.arange(L) == L - 1,
+            )
+        )
     return episodes
 
 
@@ -109,8 +123,12 @@ def fill(buf, pool: list[Episode], T: int) -> float:
             start, first = time.perf_counter(), inserted
         tr = pool[i % len(pool)].transitions(T)
         for t in range(len(tr["rewards"])):
-            buf.insert(**{k: ({kk: vv[t] for kk, vv in v.items()} if isinstance(v, dict) else v[t])
-                          for k, v in tr.items()})
+            buf.insert(
+                **{
+                    k: ({kk: vv[t] for kk, vv in v.items()} if isinstance(v, dict) else v[t])
+                    for k, v in tr.items()
+                }
+            )
         inserted += len(tr["rewards"])
         i += 1
     return (inserted - first) / (time.perf_counter() - start)
@@ -129,6 +147,7 @@ def sample_rate(buf, seconds: float) -> float:
 
 def idlest_cpu(window: float = 0.5) -> int:
     """The allowed CPU that was idle the most over `window` seconds (others share the box)."""
+
     def idle() -> dict[int, tuple[int, int]]:
         out = {}
         for line in Path("/proc/stat").read_text().splitlines():
@@ -181,15 +200,16 @@ def main() -> None:
     except Exception as error:  # the env is optional here: say so in the results
         print(f"env unavailable ({error!r}); using synthetic images", file=sys.stderr)
         pool, source = synthetic_episodes(n_episodes, seed=0), "synthetic"
-    schema = Schema.from_example({k: v[0] for k, v in pool[0].observations.items()},
-                                 pool[0].actions[0])
+    schema = Schema.from_example(
+        {k: v[0] for k, v in pool[0].observations.items()}, pool[0].actions[0]
+    )
 
     builders = {
         "naive": lambda: ReplayBuffer(schema, capacity, T),
         "frame_once": lambda: FrameReplayBuffer(schema, capacity, T),
-        "frame_once_jpeg": lambda: FrameReplayBuffer(schema, capacity, T,
-                                                     jpeg_keys=schema.image_keys,
-                                                     jpeg_quality=args.jpeg_quality),
+        "frame_once_jpeg": lambda: FrameReplayBuffer(
+            schema, capacity, T, jpeg_keys=schema.image_keys, jpeg_quality=args.jpeg_quality
+        ),
     }
     results, buffers = {}, {}
     for name, build in builders.items():
@@ -233,13 +253,17 @@ def main() -> None:
         "quick": args.quick,
         "buffers": results,
         "targets": TARGETS,
-        "targets_met": None if T != 1 else {  # the targets are for the task's horizon, 1
+        "targets_met": None
+        if T != 1
+        else {  # the targets are for the task's horizon, 1
             "frame_once_bytes": results["frame_once"]["bytes_ratio_to_naive"]
             <= TARGETS["frame_once_ratio_max"],
             "jpeg_bytes": results["frame_once_jpeg"]["bytes_ratio_to_naive"]
             <= TARGETS["jpeg_ratio_max"],
-            "sample_raw": min(results["naive"]["sample_transitions_per_s"],
-                              results["frame_once"]["sample_transitions_per_s"])
+            "sample_raw": min(
+                results["naive"]["sample_transitions_per_s"],
+                results["frame_once"]["sample_transitions_per_s"],
+            )
             >= TARGETS["sample_raw_min_per_s"],
             "sample_jpeg": results["frame_once_jpeg"]["sample_transitions_per_s"]
             >= TARGETS["sample_jpeg_min_per_s"],
@@ -252,12 +276,16 @@ def main() -> None:
             "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(),
             "numpy": np.__version__,
-            "malloc_env": {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_",
-                                                          "MALLOC_TRIM_THRESHOLD_")},
+            "malloc_env": {
+                k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+            },
         },
-        "note": ("machine busy: other processes shared the cores (load average > 1), so "
-                 "throughput is a lower bound; re-run on a quiet machine" if busy else
-                 "machine quiet during the run (load average <= 1)"),
+        "note": (
+            "machine busy: other processes shared the cores (load average > 1), so "
+            "throughput is a lower bound; re-run on a quiet machine"
+            if busy
+            else "machine quiet during the run (load average <= 1)"
+        ),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -37,8 +37,11 @@ def make_episode(index: int) -> Episode:
 
 
 def main(path: Path) -> None:
-    store = EpisodeStore.open(path, writable=True) if path.exists() else EpisodeStore.create(
-        path, SCHEMA)
+    store = (
+        EpisodeStore.open(path, writable=True)
+        if path.exists()
+        else EpisodeStore.create(path, SCHEMA)
+    )
     index = len(store)
     while True:
         episode = make_episode(index)

@@ -44,7 +44,8 @@ def policy():
 
 def flat(env: gym.Env) -> gym.Env:
     return gym.wrappers.TransformObservation(
-        env, lambda o: {"state": o.astype(np.float32)},
+        env,
+        lambda o: {"state": o.astype(np.float32)},
         gym.spaces.Dict({"state": env.observation_space}),
     )
 

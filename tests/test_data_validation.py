@@ -82,8 +82,19 @@ def corrupt(tr: dict, how: str) -> tuple[dict, str]:
     raise AssertionError(how)
 
 
-HOWS = ["missing key", "extra key", "image shape", "float image", "nan state", "inf action",
-        "action shape", "nan reward", "terminated value", "truncated type", "obs not a dict"]
+HOWS = [
+    "missing key",
+    "extra key",
+    "image shape",
+    "float image",
+    "nan state",
+    "inf action",
+    "action shape",
+    "nan reward",
+    "terminated value",
+    "truncated type",
+    "obs not a dict",
+]
 
 
 def assert_same_state(buf, twin) -> None:
@@ -151,16 +162,25 @@ def test_frame_buffer_rejects_next_stack_that_is_not_the_shifted_stack():
 def test_bad_episodes_are_rejected(kind):
     buf = BUFFERS[kind](1)
     ep = episode(5, seed=4)
-    early = Episode(ep.observations, ep.actions, ep.rewards, np.eye(5, dtype=bool)[1],
-                    ep.truncated)
+    early = Episode(ep.observations, ep.actions, ep.rewards, np.eye(5, dtype=bool)[1], ep.truncated)
     with pytest.raises(ValueError, match="terminated: set before the last step"):
         buf.insert_episode(early)
-    short = Episode({k: v[:-1] for k, v in ep.observations.items()}, ep.actions, ep.rewards,
-                    ep.terminated, ep.truncated)
+    short = Episode(
+        {k: v[:-1] for k, v in ep.observations.items()},
+        ep.actions,
+        ep.rewards,
+        ep.terminated,
+        ep.truncated,
+    )
     with pytest.raises(ValueError, match=r"observations\['cam'\]: expected shape \(6, 4, 4, 3"):
         buf.insert_episode(short)
-    empty = Episode({k: v[:1] for k, v in ep.observations.items()}, ep.actions[:0],
-                    ep.rewards[:0], ep.terminated[:0], ep.truncated[:0])
+    empty = Episode(
+        {k: v[:1] for k, v in ep.observations.items()},
+        ep.actions[:0],
+        ep.rewards[:0],
+        ep.terminated[:0],
+        ep.truncated[:0],
+    )
     with pytest.raises(ValueError, match="rewards: an episode needs shape \\(L,\\) with L >= 1"):
         buf.insert_episode(empty)
     assert len(buf) == 0
@@ -215,8 +235,9 @@ def test_schema_roundtrips_through_json_and_is_hashable():
     assert hash(Schema.from_json(SCHEMA.to_json())) == hash(SCHEMA)
     assert SCHEMA.image_keys == ("cam",)
     assert SCHEMA.obs_specs["state"] == ArraySpec((3,), "float32")
-    inferred = Schema.from_example({"state": np.zeros(3), "cam": np.zeros((4, 4, 3), np.uint8)},
-                                   np.zeros(2))
+    inferred = Schema.from_example(
+        {"state": np.zeros(3), "cam": np.zeros((4, 4, 3), np.uint8)}, np.zeros(2)
+    )
     assert inferred == SCHEMA
     with pytest.raises(ValueError, match="observation key"):
         Schema.create({"a/b": ((1,), "float32")}, (1,))

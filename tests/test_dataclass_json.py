@@ -24,8 +24,10 @@ def test_every_preset_survives_json_equal_and_hashable(name) -> None:
 
 def test_nested_tuples_and_configs_come_back_from_json() -> None:
     norm = (("state", (0.0, 1.0), (1.0, 2.0)),)
-    config = merge(PRESETS["vice_small"], {"obs_norm": [["state", [0, 1], [1, 2]]],
-                                            "classifier": {"encoder": {"bottleneck_dim": 8}}})
+    config = merge(
+        PRESETS["vice_small"],
+        {"obs_norm": [["state", [0, 1], [1, 2]]], "classifier": {"encoder": {"bottleneck_dim": 8}}},
+    )
     assert config.obs_norm == norm and config.classifier.encoder.bottleneck_dim == 8
     assert config.classifier.label_smoothing == PRESETS["vice_small"].classifier.label_smoothing
     again = config_from_dict(json.loads(json.dumps(config_to_dict(config))))
@@ -50,9 +52,12 @@ def test_fields_typed_any_keep_their_json_form() -> None:
 
 
 def test_partial_fields_decode_nested_dicts_of_configs() -> None:
-    fields = decode_fields(FrankaEnvConfig, {
-        "cameras": {"wrist": {"kind": "realsense", "device": "1", "crop": [0, 480, 80, 560]}},
-        "reset_pose": [0.5, 0.0, 0.3, 3.14, 0.0, 0.0],
-    })
+    fields = decode_fields(
+        FrankaEnvConfig,
+        {
+            "cameras": {"wrist": {"kind": "realsense", "device": "1", "crop": [0, 480, 80, 560]}},
+            "reset_pose": [0.5, 0.0, 0.3, 3.14, 0.0, 0.0],
+        },
+    )
     assert fields["cameras"]["wrist"].crop == (0, 480, 80, 560)
     assert fields["reset_pose"] == (0.5, 0.0, 0.3, 3.14, 0.0, 0.0)

@@ -39,8 +39,19 @@ def test_recorded_demos_replay_identically(tmp_path) -> None:
 
 def test_record_demos_makes_the_env_with_the_given_kwargs(tmp_path) -> None:
     out = tmp_path / "demos"
-    main(["record-demos", "serl/PandaPickCubeVision-v0", "--out", str(out), "--episodes", "1",
-          "--keep-failures", "--env-kwargs", '{"image_size": 32, "max_episode_steps": 4}'])
+    main(
+        [
+            "record-demos",
+            "serl/PandaPickCubeVision-v0",
+            "--out",
+            str(out),
+            "--episodes",
+            "1",
+            "--keep-failures",
+            "--env-kwargs",
+            '{"image_size": 32, "max_episode_steps": 4}',
+        ]
+    )
     with EpisodeStore.open(out) as store:
         episode = store[0]
     assert episode.observations["front"].shape == (5, 32, 32, 3)
@@ -50,16 +61,32 @@ def test_record_demos_makes_the_env_with_the_given_kwargs(tmp_path) -> None:
 @pytest.mark.parametrize("text", ["{image_size: 32}", "[32]"])
 def test_record_demos_refuses_bad_env_kwargs_before_recording(tmp_path, text) -> None:
     with pytest.raises(SystemExit, match="--env-kwargs"):
-        main(["record-demos", "serl/PandaPickCube-v0", "--out", str(tmp_path / "d"),
-              "--env-kwargs", text])
+        main(
+            [
+                "record-demos",
+                "serl/PandaPickCube-v0",
+                "--out",
+                str(tmp_path / "d"),
+                "--env-kwargs",
+                text,
+            ]
+        )
     assert not (tmp_path / "d").exists()
 
 
 def test_a_teleop_device_without_its_library_fails_clearly(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pyspacemouse", None)  # as on a machine without it
     with pytest.raises(SystemExit, match=r"serl\[teleop\]"):
-        main(["record-demos", "serl/PandaPickCube-v0", "--out", str(tmp_path / "d"),
-              "--expert", "spacemouse"])
+        main(
+            [
+                "record-demos",
+                "serl/PandaPickCube-v0",
+                "--out",
+                str(tmp_path / "d"),
+                "--expert",
+                "spacemouse",
+            ]
+        )
 
 
 def test_make_env_rescales_actions_and_wraps_observations() -> None:
@@ -86,19 +113,30 @@ def keys(*names):
 
 def test_keyboard_demos_follow_the_persons_events(tmp_path) -> None:
     script = (
-        [keys("w", "c")] * 5 + [keys("enter")]  # episode 0: success after 5 steps
-        + [keys("a")] * 3 + [keys("n")]  # episode 1: re-recorded from the same seed...
-        + [keys("d")] * 4 + [keys("backspace")]  # ...then a failure: not kept
-        + [keys("up")] * 2 + [keys("enter")]  # episode 2: success
+        [keys("w", "c")] * 5
+        + [keys("enter")]  # episode 0: success after 5 steps
+        + [keys("a")] * 3
+        + [keys("n")]  # episode 1: re-recorded from the same seed...
+        + [keys("d")] * 4
+        + [keys("backspace")]  # ...then a failure: not kept
+        + [keys("up")] * 2
+        + [keys("enter")]  # episode 2: success
     )
     source = ScriptedSource(script, hold_last=False)
-    out = record_demos("serl/PandaPickCube-v0", 2, tmp_path / "demos", expert="keyboard",
-                       device=Keyboard(source), realtime=False)
+    out = record_demos(
+        "serl/PandaPickCube-v0",
+        2,
+        tmp_path / "demos",
+        expert="keyboard",
+        device=Keyboard(source),
+        realtime=False,
+    )
     store = EpisodeStore.open(out)
     assert len(store) == 2 and source.reads == len(script)
     assert [store.attrs(i)["seed"] for i in range(2)] == [0, 2]
-    assert all(store.attrs(i)["expert"] == "keyboard" and store.attrs(i)["success"]
-               for i in range(2))
+    assert all(
+        store.attrs(i)["expert"] == "keyboard" and store.attrs(i)["success"] for i in range(2)
+    )
     first, second = store[0], store[1]
     np.testing.assert_allclose(first.actions, [[0.3, 0.0, 0.0, 1.0]] * 5, atol=1e-7)
     assert first.terminated.tolist() == [False] * 4 + [True]  # the person said: success
@@ -107,8 +145,15 @@ def test_keyboard_demos_follow_the_persons_events(tmp_path) -> None:
 
 def test_teleop_demos_reload_and_replay_identically(tmp_path) -> None:
     script = [keys("w")] * 3 + [keys("a", "down")] * 4 + [keys("c")] * 3 + [keys("enter")]
-    out = record_demos("serl/PandaPickCube-v0", 1, tmp_path / "demos", expert="keyboard",
-                       device=Keyboard(ScriptedSource(script)), realtime=False, seed=5)
+    out = record_demos(
+        "serl/PandaPickCube-v0",
+        1,
+        tmp_path / "demos",
+        expert="keyboard",
+        device=Keyboard(ScriptedSource(script)),
+        realtime=False,
+        seed=5,
+    )
     episode = EpisodeStore.open(out)[0]
     env = make_env("serl/PandaPickCube-v0")
     obs, _ = env.reset(seed=5)
@@ -127,16 +172,28 @@ def test_teleop_demos_reload_and_replay_identically(tmp_path) -> None:
 def test_an_unplugged_device_ends_recording_and_keeps_finished_episodes(tmp_path) -> None:
     script = [keys("w")] * 2 + [keys("enter")] + [keys("w")] * 3 + [DISCONNECT]
     with pytest.raises(DeviceDisconnected, match="discarded, 1 kept"):
-        record_demos("serl/PandaPickCube-v0", 3, tmp_path / "demos", expert="keyboard",
-                     device=Keyboard(ScriptedSource(script)), realtime=False)
+        record_demos(
+            "serl/PandaPickCube-v0",
+            3,
+            tmp_path / "demos",
+            expert="keyboard",
+            device=Keyboard(ScriptedSource(script)),
+            realtime=False,
+        )
     store = EpisodeStore.open(tmp_path / "demos")
     assert len(store) == 1 and len(store[0]) == 2
 
 
 def test_stop_ends_recording_early(tmp_path) -> None:
     script = [keys("w")] * 2 + [keys("enter"), keys("esc")]
-    record_demos("serl/PandaPickCube-v0", 5, tmp_path / "demos", expert="keyboard",
-                 device=Keyboard(ScriptedSource(script)), realtime=False)
+    record_demos(
+        "serl/PandaPickCube-v0",
+        5,
+        tmp_path / "demos",
+        expert="keyboard",
+        device=Keyboard(ScriptedSource(script)),
+        realtime=False,
+    )
     assert len(EpisodeStore.open(tmp_path / "demos")) == 1
 
 

@@ -169,8 +169,11 @@ def test_store_loads_exactly_into_any_buffer(tmp_path, T):
                 {k: v[t] for k, v in tr["next_observations"].items()},
                 float(1 - ep.terminated[t]),
             )
-    for buf in (ReplayBuffer(SCHEMA, 100, T), FrameReplayBuffer(SCHEMA, 100, T),
-                FrameReplayBuffer(SCHEMA, 100, T, jpeg_keys=("front",))):
+    for buf in (
+        ReplayBuffer(SCHEMA, 100, T),
+        FrameReplayBuffer(SCHEMA, 100, T),
+        FrameReplayBuffer(SCHEMA, 100, T, jpeg_keys=("front",)),
+    ):
         steps = load_episodes(buf, EpisodeStore.open(path))
         assert steps == len(buf) == sum(len(ep) for ep in episodes)
         batch = buf.sample(200, np.random.default_rng(0))
@@ -189,11 +192,19 @@ def test_episode_builder_splits_on_done_and_on_jumps():
     for ep, stop in ((a, 2), (b, 2)):  # a is cut after 2 steps: b's first obs does not continue it
         tr = ep.transitions(1)
         for t in range(stop):
-            out += builder.add(*(
-                {k: v[t] for k, v in tr[f].items()} if isinstance(tr[f], dict) else tr[f][t]
-                for f in ("observations", "actions", "rewards", "terminated", "truncated",
-                          "next_observations")
-            ))
+            out += builder.add(
+                *(
+                    {k: v[t] for k, v in tr[f].items()} if isinstance(tr[f], dict) else tr[f][t]
+                    for f in (
+                        "observations",
+                        "actions",
+                        "rewards",
+                        "terminated",
+                        "truncated",
+                        "next_observations",
+                    )
+                )
+            )
     assert builder.flush() is None
     assert [len(e) for e in out] == [2, 2]
     assert not out[0].terminated.any() and not out[0].truncated.any()
@@ -217,21 +228,24 @@ def original_demo_transitions(horizon_axis: bool) -> list[dict]:
     for e in (0, 1):
         ep = episode(e)
         for t in range(len(ep)):
+
             def obs(i, ep=ep):
                 o = {k: v[i] for k, v in ep.observations.items()}
                 o["state"] = o["state"].astype(np.float64)  # the original kept float64
                 return {k: v[None] for k, v in o.items()} if horizon_axis else o
 
             done = float(t == len(ep) - 1)
-            out.append({
-                "observations": obs(t),
-                "actions": ep.actions[t].astype(np.float64),
-                "next_observations": obs(t + 1),
-                "rewards": float(ep.rewards[t]),
-                "masks": 1.0 - done if e == 0 else 1.0,  # episode 1 ended by a time limit
-                "dones": done,
-                "infos": {},
-            })
+            out.append(
+                {
+                    "observations": obs(t),
+                    "actions": ep.actions[t].astype(np.float64),
+                    "next_observations": obs(t + 1),
+                    "rewards": float(ep.rewards[t]),
+                    "masks": 1.0 - done if e == 0 else 1.0,  # episode 1 ended by a time limit
+                    "dones": done,
+                    "infos": {},
+                }
+            )
     return out
 
 

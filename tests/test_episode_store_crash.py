@@ -24,8 +24,9 @@ def chunks_on_disk(folder: Path) -> bool:
 
 def run_and_kill(path: Path, kill_at: int) -> None:
     """Start the writer; SIGKILL it once episode `kill_at` has chunk files half-written."""
-    proc = subprocess.Popen([sys.executable, str(HELPER), str(path)], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(HELPER), str(path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         for line in proc.stdout:
             if line.split() == ["writing", str(kill_at)]:

@@ -30,8 +30,9 @@ TINY = dataclasses.replace(
     CACHED,
     hidden_dims=(16, 16),
     batch_size=4,
-    encoder=dataclasses.replace(CACHED.encoder, bottleneck_dim=8, proprio_dim=4,
-                                num_spatial_features=2),
+    encoder=dataclasses.replace(
+        CACHED.encoder, bottleneck_dim=8, proprio_dim=4, num_spatial_features=2
+    ),
 )
 SIZE = 32  # 32x32 frames: stride-16 feature maps of 2x2x96
 
@@ -52,27 +53,38 @@ def test_a_cached_feature_is_the_backbone_applied_to_its_frame():
     assert cached.shape == (6, 2, 2, 96) and cached.dtype == jnp.bfloat16
     net = make_backbone("mobilenet_v2", 16)
     for i in range(6):  # one frame at a time, as the actor computes it
-        alone = frame_features(lambda x: net.apply({"params": cache._params}, x),
-                               jnp.asarray(pixels[i : i + 1]), "mobilenet_v2")
-        np.testing.assert_allclose(np.asarray(alone[0], np.float32),
-                                   np.asarray(cached[i], np.float32), rtol=1e-2, atol=1e-2)
+        alone = frame_features(
+            lambda x: net.apply({"params": cache._params}, x),
+            jnp.asarray(pixels[i : i + 1]),
+            "mobilenet_v2",
+        )
+        np.testing.assert_allclose(
+            np.asarray(alone[0], np.float32),
+            np.asarray(cached[i], np.float32),
+            rtol=1e-2,
+            atol=1e-2,
+        )
     stacks = pixels[np.minimum(np.arange(5)[:, None] + np.arange(2)[None], 5)]  # [5, 2, ...]
-    np.testing.assert_array_equal(cache.stacks(stacks), cached[np.minimum(
-        np.arange(5)[:, None] + np.arange(2)[None], 5)])
+    np.testing.assert_array_equal(
+        cache.stacks(stacks), cached[np.minimum(np.arange(5)[:, None] + np.arange(2)[None], 5)]
+    )
 
 
 def test_an_episode_keeps_its_other_keys_and_the_schema_says_what_buffers_hold():
     cache = FeatureCache(TINY.encoder, ("front",))
-    ep = Episode({"front": frames(4), "state": np.arange(8, dtype=np.float32).reshape(4, 2)},
-                 np.zeros((3, 2), np.float32), np.ones(3, np.float32), np.zeros(3, bool),
-                 np.array([False, False, True]))
+    ep = Episode(
+        {"front": frames(4), "state": np.arange(8, dtype=np.float32).reshape(4, 2)},
+        np.zeros((3, 2), np.float32),
+        np.ones(3, np.float32),
+        np.zeros(3, bool),
+        np.array([False, False, True]),
+    )
     out = cache.episode(ep)
     np.testing.assert_array_equal(out.observations["front"], cache.frames(ep.observations["front"]))
     assert out.observations["state"] is ep.observations["state"] and out.rewards is ep.rewards
     from serl.data import Schema
 
-    schema = Schema.create({"front": ((SIZE, SIZE, 3), "uint8"), "state": ((2,), "float32")},
-                           (2,))
+    schema = Schema.create({"front": ((SIZE, SIZE, 3), "uint8"), "state": ((2,), "float32")}, (2,))
     assert cache.schema(schema).obs_specs["front"].shape == (2, 2, 96)
     assert cache.schema(schema).obs_specs["front"].dtype == "bfloat16"
 
@@ -84,15 +96,20 @@ def test_the_actors_policy_on_pixels_is_the_head_on_cached_features():
     assert set(state.frozen) == {BACKBONE_NAME}  # one backbone, shared, never optimised
     assert batch_spec(spec, TINY.encoder).observation[0] == ("front", (2, 2, 96), "bfloat16")
     cache = FeatureCache(TINY.encoder, ("front",))
-    chex_equal = jax.tree.map(np.array_equal, jax.device_get(state.frozen[BACKBONE_NAME]),
-                              jax.device_get(cache._params))
+    chex_equal = jax.tree.map(
+        np.array_equal, jax.device_get(state.frozen[BACKBONE_NAME]), jax.device_get(cache._params)
+    )
     assert all(jax.tree.leaves(chex_equal))  # the same weight file on both sides
-    obs = {"front": frames(3, seed=1), "state": np.random.default_rng(2).standard_normal(
-        (3, 3)).astype(np.float32)}
+    obs = {
+        "front": frames(3, seed=1),
+        "state": np.random.default_rng(2).standard_normal((3, 3)).astype(np.float32),
+    }
     on_pixels = eval_actions(state, obs)
     nets = build_networks(TINY, spec)
-    features = {"front": jnp.asarray(cache.frames(obs["front"])),
-                "state": jnp.asarray(obs["state"])}
+    features = {
+        "front": jnp.asarray(cache.frames(obs["front"])),
+        "state": jnp.asarray(obs["state"]),
+    }
     z = encode(nets.encoder, state.critic.params["encoder"], state.frozen, features, False, None)
     on_features = nets.actor.apply({"params": state.actor.params}, z, False).mode()
     np.testing.assert_allclose(on_pixels, np.clip(on_features, -1, 1), atol=1e-2)
@@ -102,28 +119,45 @@ def camera_transitions(n, features=True):
     """A pushed batch as an actor of a cached-feature run sends it: pixels and their features."""
     env = gym.make("serl/PandaPickCubeVision-v0", image_size=SIZE)
     obs, _ = env.reset(seed=0)
-    rows = {"observations": [], "next_observations": [], "actions": [], "rewards": [],
-            "terminated": [], "truncated": []}
+    rows = {
+        "observations": [],
+        "next_observations": [],
+        "actions": [],
+        "rewards": [],
+        "terminated": [],
+        "truncated": [],
+    }
     rng = np.random.default_rng(0)
     for _ in range(n):
         action = rng.uniform(-1, 1, 4).astype(np.float32)
         nxt, reward, terminated, truncated, _ = env.step(action)
-        for key, value in (("observations", obs), ("next_observations", nxt), ("actions", action),
-                           ("rewards", reward), ("terminated", terminated),
-                           ("truncated", truncated)):
+        for key, value in (
+            ("observations", obs),
+            ("next_observations", nxt),
+            ("actions", action),
+            ("rewards", reward),
+            ("terminated", terminated),
+            ("truncated", truncated),
+        ):
             rows[key].append(value)
         obs = nxt
     env.close()
-    data = {k: ({kk: np.stack([o[kk] for o in v]) for kk in v[0]} if isinstance(v[0], dict)
-                else np.asarray(v)) for k, v in rows.items()}
+    data = {
+        k: (
+            {kk: np.stack([o[kk] for o in v]) for kk in v[0]}
+            if isinstance(v[0], dict)
+            else np.asarray(v)
+        )
+        for k, v in rows.items()
+    }
     data["rewards"] = data["rewards"].astype(np.float32)
     data["intervened"] = np.zeros(n, bool)
     if features:
         cache = FeatureCache(TINY.encoder, ("front", "wrist"))
         data[SENT_FEATURES] = {
-            part: {k: np.stack([cache.observation(o)[k] for o in rows[part]])
-                   for k in cache.keys}
-            for part in ("observations", "next_observations")}
+            part: {k: np.stack([cache.observation(o)[k] for o in rows[part]]) for k in cache.keys}
+            for part in ("observations", "next_observations")
+        }
     return Transitions("actor-0", 1, data, np.ones(n, np.int64))
 
 
@@ -133,10 +167,16 @@ def held_features(learner):
 
 
 def vision_config(tmp_path, **kw):
-    return TrainConfig(env_id="serl/PandaPickCubeVision-v0", agent="drq", preset="drq_cached",
-                       run_dir=str(tmp_path / "run"), env_kwargs={"image_size": SIZE},
-                       agent_overrides={"hidden_dims": [16, 16], "batch_size": 4},
-                       normalize_observations=False, **kw)
+    return TrainConfig(
+        env_id="serl/PandaPickCubeVision-v0",
+        agent="drq",
+        preset="drq_cached",
+        run_dir=str(tmp_path / "run"),
+        env_kwargs={"image_size": SIZE},
+        agent_overrides={"hidden_dims": [16, 16], "batch_size": 4},
+        normalize_observations=False,
+        **kw,
+    )
 
 
 @pytest.mark.timeout(300)
@@ -164,8 +204,7 @@ def test_a_resumed_learner_rebuilds_identical_features_from_the_stored_pixels(tm
 
 
 @pytest.mark.timeout(300)
-def test_the_learner_holds_the_features_an_actor_sent_and_refuses_bad_ones_before_storing(
-        tmp_path):
+def test_the_learner_holds_the_features_an_actor_sent_and_refuses_bad_ones_before_storing(tmp_path):
     learner = Learner(vision_config(tmp_path))
     try:
         good = camera_transitions(6)
@@ -177,10 +216,13 @@ def test_the_learner_holds_the_features_an_actor_sent_and_refuses_bad_ones_befor
         front, wrist = sent["observations"]["front"], sent["next_observations"]["wrist"]
         bad_batches = {
             "missing": {k: v for k, v in good.data.items() if k != SENT_FEATURES},
-            "non-finite": replaced("observations", {
-                **sent["observations"], "front": np.full_like(front, np.nan)}),
-            "float32": replaced("next_observations", {
-                **sent["next_observations"], "wrist": wrist.astype(np.float32)}),
+            "non-finite": replaced(
+                "observations", {**sent["observations"], "front": np.full_like(front, np.nan)}
+            ),
+            "float32": replaced(
+                "next_observations",
+                {**sent["next_observations"], "wrist": wrist.astype(np.float32)},
+            ),
             r"missing keys \['wrist'\]": replaced("observations", {"front": front}),
         }
         for reason, data in bad_batches.items():
@@ -191,8 +233,14 @@ def test_the_learner_holds_the_features_an_actor_sent_and_refuses_bad_ones_befor
         # what the buffers hold is what the actor sent (not recomputed): mark one map
         marked = np.array(front)
         marked[0] = 1.0
-        learner._ingest(Transitions("actor-0", 1, replaced("observations", {
-            **sent["observations"], "front": marked}), good.param_versions))
+        learner._ingest(
+            Transitions(
+                "actor-0",
+                1,
+                replaced("observations", {**sent["observations"], "front": marked}),
+                good.param_versions,
+            )
+        )
         held = held_features(learner)
         np.testing.assert_array_equal(held["front"][0], marked[0])
         np.testing.assert_array_equal(held["front"][1:], sent["next_observations"]["front"])
@@ -205,10 +253,18 @@ def test_the_learner_holds_the_features_an_actor_sent_and_refuses_bad_ones_befor
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("obs_horizon", [1, 2])
 def test_an_actor_sends_the_features_it_acted_on_and_they_are_its_frames_features(
-        tmp_path, obs_horizon):
-    cfg = vision_config(tmp_path, env_steps=30, random_steps=0, training_starts=30,
-                        eval_every=10_000, eval_episodes=1, checkpoint_every=10_000,
-                        obs_horizon=obs_horizon)
+    tmp_path, obs_horizon
+):
+    cfg = vision_config(
+        tmp_path,
+        env_steps=30,
+        random_steps=0,
+        training_starts=30,
+        eval_every=10_000,
+        eval_episodes=1,
+        checkpoint_every=10_000,
+        obs_horizon=obs_horizon,
+    )
     learner = Learner(cfg)
     ingested = []
     ingest = learner._ingest

@@ -84,8 +84,10 @@ def test_interventions_reach_both_buffers_and_survive_a_restart(tmp_path) -> Non
     again = Learner(cfg, resume=True)
     try:
         assert len(again.buffers.online) == 200 and len(again.buffers.demos) == n_human
-        pairs = [(learner.buffers.online, again.buffers.online),
-                 (learner.buffers.demos, again.buffers.demos)]
+        pairs = [
+            (learner.buffers.online, again.buffers.online),
+            (learner.buffers.demos, again.buffers.demos),
+        ]
         for a, b in pairs:
             x, y = sample_all(a), sample_all(b)
             np.testing.assert_array_equal(x["actions"], y["actions"])

@@ -44,8 +44,12 @@ def close(learner: Learner) -> None:
 
 @pytest.mark.timeout(120)
 def test_a_batch_stored_in_part_is_taken_again_and_stored_once(tmp_path) -> None:
-    cfg = TrainConfig(env_id="Pendulum-v1", run_dir=str(tmp_path / "run"),
-                      agent_overrides=TINY_SAC, checkpoint_every=10_000)
+    cfg = TrainConfig(
+        env_id="Pendulum-v1",
+        run_dir=str(tmp_path / "run"),
+        agent_overrides=TINY_SAC,
+        checkpoint_every=10_000,
+    )
     first, split = pendulum_batch(1, [3], start=0), pendulum_batch(2, [2, 4], start=1000)
     learner = Learner(cfg)
     learner._ingest(first)

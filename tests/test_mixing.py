@@ -22,15 +22,19 @@ def filled(buffer, source: float, episodes: int = 5):
     for e in range(episodes):
         n = 6
         ids = source * 1000 + e * 10 + np.arange(n + 1)
-        buffer.insert_episode(Episode(
-            observations={"cam": np.full((n + 1, 4, 4, 3), source, np.uint8)
-                          + (np.arange(n + 1) % 50)[:, None, None, None].astype(np.uint8),
-                          "state": np.stack([ids, np.full(n + 1, source)], 1).astype(np.float32)},
-            actions=ids[:-1, None].astype(np.float32),
-            rewards=np.full(n, source, np.float32),
-            terminated=np.arange(n) == n - 1,
-            truncated=np.zeros(n, bool),
-        ))
+        buffer.insert_episode(
+            Episode(
+                observations={
+                    "cam": np.full((n + 1, 4, 4, 3), source, np.uint8)
+                    + (np.arange(n + 1) % 50)[:, None, None, None].astype(np.uint8),
+                    "state": np.stack([ids, np.full(n + 1, source)], 1).astype(np.float32),
+                },
+                actions=ids[:-1, None].astype(np.float32),
+                rewards=np.full(n, source, np.float32),
+                terminated=np.arange(n) == n - 1,
+                truncated=np.zeros(n, bool),
+            )
+        )
     return buffer
 
 
@@ -76,7 +80,8 @@ def test_default_is_the_rlpd_half_and_half_and_extremes_skip_the_other_buffer():
     demo = filled(ReplayBuffer(SCHEMA, 50), source=1.0)
     empty = ReplayBuffer(SCHEMA, 50)
     batch = MixedSampler(demo, filled(ReplayBuffer(SCHEMA, 50), 2.0)).sample(
-        256, np.random.default_rng(0))
+        256, np.random.default_rng(0)
+    )
     assert (batch["rewards"] == 1.0).sum() == 128
     only_demo = MixedSampler(demo, empty, demo_fraction=1.0).sample(8, np.random.default_rng(0))
     assert (only_demo["rewards"] == 1.0).all()

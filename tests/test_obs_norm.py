@@ -76,6 +76,8 @@ def test_statistics_come_from_the_demos_and_land_in_the_run_config(tmp_path):
     again = TrainConfig.from_json(json.loads(json.dumps(resolved.to_json())))
     assert again.agent_config.obs_norm == resolved.agent_config.obs_norm
     assert with_observation_norm(again) is again
-    for off in (dataclasses.replace(cfg, normalize_observations=False),
-                dataclasses.replace(cfg, demos=None)):
+    for off in (
+        dataclasses.replace(cfg, normalize_observations=False),
+        dataclasses.replace(cfg, demos=None),
+    ):
         assert with_observation_norm(off).agent_config.obs_norm is None

@@ -55,8 +55,11 @@ def test_converted_mobilenet_v2_reproduces_torchvision(stride, weight_cache):
     params = load_pretrained(init, load_params_npz(path), allow_unused=stride < 32)
     ours = backbone_features("mobilenet_v2", stride, params, GOLDEN["images"])
     reference = GOLDEN[f"mobilenet_v2_stride{stride}"]
-    assert ours.shape == reference.shape == (4, 128 // stride, 128 // stride, 96 if stride == 16
-                                                                              else 320)
+    assert (
+        ours.shape
+        == reference.shape
+        == (4, 128 // stride, 128 // stride, 96 if stride == 16 else 320)
+    )
     np.testing.assert_allclose(ours, reference, atol=5e-5 * np.abs(reference).max())
 
 
@@ -120,9 +123,16 @@ def test_pickles_naming_any_other_global_are_refused(tmp_path):
 
 def serl_original_tree(params):
     """Our ResNet-10 parameters under the original SERL's module names (its pickle's layout)."""
-    names = {"stem_conv": "conv_init", "stem_norm": "norm_init", "conv1": "Conv_0",
-             "norm1": "MyGroupNorm_0", "conv2": "Conv_1", "norm2": "MyGroupNorm_1",
-             "proj_conv": "conv_proj", "proj_norm": "norm_proj"}
+    names = {
+        "stem_conv": "conv_init",
+        "stem_norm": "norm_init",
+        "conv1": "Conv_0",
+        "norm1": "MyGroupNorm_0",
+        "conv2": "Conv_1",
+        "norm2": "MyGroupNorm_1",
+        "proj_conv": "conv_proj",
+        "proj_norm": "norm_proj",
+    }
     flat = {}
     for path, value in traverse_util.flatten_dict(params).items():
         top = path[0]
@@ -178,13 +188,15 @@ def test_lerobots_resnet10_safetensors_converts(tmp_path):
     params = resnet10_params()
     path = tmp_path / "model.safetensors"
     save_file(lerobot_state(params), str(path))
-    loaded = load_pretrained(resnet10_params(seed=4), load_params_npz(
-        resolve_pretrained("resnet10", path)))
+    loaded = load_pretrained(
+        resnet10_params(seed=4), load_params_npz(resolve_pretrained("resnet10", path))
+    )
     images = GOLDEN["images"][:2, :64, :64]
     np.testing.assert_allclose(
         backbone_features("resnet10", None, loaded, images),
         backbone_features("resnet10", None, params, images),
-        rtol=1e-5, atol=1e-5,
+        rtol=1e-5,
+        atol=1e-5,
     )
 
 
@@ -230,9 +242,22 @@ def test_a_resnet10_encoder_without_weights_is_refused_before_anything_starts(tm
 
     run = tmp_path / "run"
     with pytest.raises(ValueError, match="needs --pretrained"):
-        main(["train", "serl/PandaPickCubeVision-v0", "--encoder", "resnet10", "--run-dir",
-              str(run)])
+        main(
+            ["train", "serl/PandaPickCubeVision-v0", "--encoder", "resnet10", "--run-dir", str(run)]
+        )
     with pytest.raises(FileNotFoundError, match="no such file"):
-        main(["train", "serl/PandaPickCubeVision-v0", "--encoder", "resnet10", "--pretrained",
-              str(tmp_path / "missing.pkl"), "--run-dir", str(run), "--num-demos", "0"])
+        main(
+            [
+                "train",
+                "serl/PandaPickCubeVision-v0",
+                "--encoder",
+                "resnet10",
+                "--pretrained",
+                str(tmp_path / "missing.pkl"),
+                "--run-dir",
+                str(run),
+                "--num-demos",
+                "0",
+            ]
+        )
     assert not (run / "logs").exists()  # no learner or actor was started

@@ -18,8 +18,11 @@ SCHEMA = Schema.create(
 # Cached image features (bfloat16 feature maps) in place of the cameras, as the learner's
 # buffers hold them for a frozen backbone.
 FEATURE_SCHEMA = Schema.create(
-    {"front": ((2, 2, 4), "bfloat16"), "wrist": ((1, 1, 8), "bfloat16"),
-     "state": ((2,), "float32")},
+    {
+        "front": ((2, 2, 4), "bfloat16"),
+        "wrist": ((1, 1, 8), "bfloat16"),
+        "state": ((2,), "float32"),
+    },
     action_shape=(2,),
 )
 FIELDS = ("actions", "rewards", "masks", "dones")
@@ -56,9 +59,14 @@ def stack(frames: list[dict[str, np.ndarray]], t: int, T: int) -> dict[str, np.n
 class Model:
     """What the buffer must hold: every inserted transition, and the tape of frames written."""
 
-    def __init__(self, T: int, codec: JpegCodec | None = None,
-                 jpeg_keys: tuple[str, ...] = ("front", "wrist"), make_frame=frame,
-                 schema: Schema = SCHEMA) -> None:
+    def __init__(
+        self,
+        T: int,
+        codec: JpegCodec | None = None,
+        jpeg_keys: tuple[str, ...] = ("front", "wrist"),
+        make_frame=frame,
+        schema: Schema = SCHEMA,
+    ) -> None:
         self.T, self.codec, self.jpeg_keys = T, codec, jpeg_keys
         self.make_frame, self.schema = make_frame, schema
         self.expected: dict[tuple[int, int], dict] = {}
@@ -206,11 +214,17 @@ def test_plain_buffer_samples_exactly_what_was_inserted(T, extra, episodes, seed
 
 
 @settings(max_examples=50, deadline=None)
-@given(T=st.integers(1, 3), extra=st.integers(0, 9), episodes=episodes_st, seed=st.integers(0, 99),
-       quality=st.integers(30, 100))
+@given(
+    T=st.integers(1, 3),
+    extra=st.integers(0, 9),
+    episodes=episodes_st,
+    seed=st.integers(0, 99),
+    quality=st.integers(30, 100),
+)
 def test_jpeg_frames_decode_to_exactly_what_was_encoded(T, extra, episodes, seed, quality):
-    buf = FrameReplayBuffer(SCHEMA, T + 1 + extra, T, jpeg_keys=("front", "wrist"),
-                            jpeg_quality=quality)
+    buf = FrameReplayBuffer(
+        SCHEMA, T + 1 + extra, T, jpeg_keys=("front", "wrist"), jpeg_quality=quality
+    )
     run_scenario(buf, Model(T, codec=buf.codec), episodes, frame_once=True, seed=seed)
 
 
@@ -231,8 +245,14 @@ def test_interleaved_streams_stay_exact(T, extra, data):
         if t == len(ep):
             continue
         step[eid] += 1
-        buf.insert(stack(frames, t, T), ep.actions[t], ep.rewards[t], ep.terminated[t],
-                   ep.truncated[t], stack(frames, t + 1, T))
+        buf.insert(
+            stack(frames, t, T),
+            ep.actions[t],
+            ep.rewards[t],
+            ep.terminated[t],
+            ep.truncated[t],
+            stack(frames, t + 1, T),
+        )
         inserted.add((eid, t))
         assert 1 <= len(buf) <= len(inserted)
         held = check_batch(buf.sample(64 * len(buf), rng), model, inserted)
@@ -312,8 +332,14 @@ def test_sampling_while_another_thread_inserts_stays_exact():
     def writer():
         for frames, ep in eps[1:]:
             for t in range(len(ep)):
-                buf.insert(stack(frames, t, 2), ep.actions[t], ep.rewards[t], ep.terminated[t],
-                           ep.truncated[t], stack(frames, t + 1, 2))
+                buf.insert(
+                    stack(frames, t, 2),
+                    ep.actions[t],
+                    ep.rewards[t],
+                    ep.terminated[t],
+                    ep.truncated[t],
+                    stack(frames, t + 1, 2),
+                )
         stop.set()
 
     thread = threading.Thread(target=writer)
@@ -339,11 +365,16 @@ def test_view_keys_give_each_sample_one_view_of_the_right_frame(T):
     L = 20
     frames = np.arange(L + 1)
     # view k of frame g holds (10 g + k, -g)
-    cam = np.stack([frames[:, None] * 10 + np.arange(K)[None], -frames[:, None] * np.ones(K)],
-                   axis=-1).astype(schema.obs_specs["cam"].np_dtype)
-    ep = Episode({"cam": cam, "state": frames[:, None].astype(np.float32)},
-                 frames[:-1, None].astype(np.float32), np.zeros(L, np.float32),
-                 np.zeros(L, bool), np.arange(L) == L - 1)
+    cam = np.stack(
+        [frames[:, None] * 10 + np.arange(K)[None], -frames[:, None] * np.ones(K)], axis=-1
+    ).astype(schema.obs_specs["cam"].np_dtype)
+    ep = Episode(
+        {"cam": cam, "state": frames[:, None].astype(np.float32)},
+        frames[:-1, None].astype(np.float32),
+        np.zeros(L, np.float32),
+        np.zeros(L, bool),
+        np.arange(L) == L - 1,
+    )
     if T == 1:
         buf.insert_episode(ep)
     else:

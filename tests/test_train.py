@@ -35,10 +35,18 @@ def free_port() -> int:
 
 def pendulum(run_dir: Path, **kw) -> TrainConfig:
     values = {
-        "env_id": "Pendulum-v1", "run_dir": str(run_dir), "agent_overrides": TINY_SAC,
-        "env_steps": 600, "random_steps": 100, "training_starts": 100, "eval_every": 300,
-        "eval_episodes": 2, "checkpoint_every": 20, "updates_per_env_step": 0.25,
-        "pace_slack": 50, **kw,
+        "env_id": "Pendulum-v1",
+        "run_dir": str(run_dir),
+        "agent_overrides": TINY_SAC,
+        "env_steps": 600,
+        "random_steps": 100,
+        "training_starts": 100,
+        "eval_every": 300,
+        "eval_episodes": 2,
+        "checkpoint_every": 20,
+        "updates_per_env_step": 0.25,
+        "pace_slack": 50,
+        **kw,
     }
     return TrainConfig(**values)
 
@@ -59,8 +67,15 @@ def start_learner(run_dir: Path, resume: bool = False) -> subprocess.Popen:
 
 def start_actor(run_dir: Path) -> subprocess.Popen:
     port = TrainConfig.load(run_dir).port
-    return spawn("actor", "--learner", f"127.0.0.1:{port}", "--config",
-                 str(run_dir / "config.json"), run_dir=run_dir, name="actor")
+    return spawn(
+        "actor",
+        "--learner",
+        f"127.0.0.1:{port}",
+        "--config",
+        str(run_dir / "config.json"),
+        run_dir=run_dir,
+        name="actor",
+    )
 
 
 def progress(run_dir: Path) -> dict:
@@ -93,7 +108,8 @@ def exit_code(proc: subprocess.Popen, timeout: float, run_dir: Path) -> int:
     except subprocess.TimeoutExpired:
         tails = "\n".join(
             f"--- {name}:\n" + "\n".join((run_dir / name).read_text().splitlines()[-25:])
-            for name in ("learner.log", "actor.log", "progress.json") if (run_dir / name).exists()
+            for name in ("learner.log", "actor.log", "progress.json")
+            if (run_dir / name).exists()
         )
         pytest.fail(f"{proc.args[3]} still running after {timeout} s\n{tails}")
 
@@ -128,7 +144,10 @@ def test_train_runs_end_to_end_and_writes_its_outputs(tmp_path) -> None:
     assert len(replay_rows(run)) == 600  # every env step stored once
     out = subprocess.run(
         [sys.executable, "-m", "serl.cli", "eval", str(run), "--episodes", "2"],
-        capture_output=True, text=True, check=True, timeout=120,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert {"success_rate", "mean_return"} <= set(result)
@@ -149,11 +168,17 @@ def test_a_learner_that_cannot_start_says_why(tmp_path) -> None:
 @pytest.mark.timeout(120)
 def test_env_and_store_mistakes_stop_a_run_before_any_process_starts(tmp_path) -> None:
     cases = [
-        (pendulum(tmp_path / "a", env_kwargs={"max_episode_step": 50}),  # a typo
-         ValueError, "unexpected keyword argument 'max_episode_step'"),
+        (
+            pendulum(tmp_path / "a", env_kwargs={"max_episode_step": 50}),  # a typo
+            ValueError,
+            "unexpected keyword argument 'max_episode_step'",
+        ),
         (pendulum(tmp_path / "b", env_id="Pendulum-v9"), ValueError, "cannot make env"),
-        (pendulum(tmp_path / "c", demos=str(tmp_path / "nowhere")), FileNotFoundError,
-         "--demos .*nowhere: no such episode store"),
+        (
+            pendulum(tmp_path / "c", demos=str(tmp_path / "nowhere")),
+            FileNotFoundError,
+            "--demos .*nowhere: no such episode store",
+        ),
     ]
     for cfg, error, message in cases:
         with pytest.raises(error, match=message):
@@ -180,8 +205,9 @@ def test_the_cli_states_a_users_mistake_in_one_line(tmp_path) -> None:
     out = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "no training config" in out.stderr and "Traceback" not in out.stderr
-    debug = subprocess.run(command, capture_output=True, text=True, timeout=60,
-                           env={**os.environ, "SERL_DEBUG": "1"})
+    debug = subprocess.run(
+        command, capture_output=True, text=True, timeout=60, env={**os.environ, "SERL_DEBUG": "1"}
+    )
     assert debug.returncode == 1 and "Traceback" in debug.stderr
 
 
@@ -220,8 +246,12 @@ def test_learner_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path) -> N
 def test_a_restarted_actor_goes_on_where_the_learner_is(tmp_path) -> None:
     run = tmp_path / "run"
     with learner_and_actor(run, env_steps=1200, eval_every=100_000) as procs:
-        wait_for(lambda: progress(run).get("env_steps", 0) >= 300, 150, "300 env steps",
-                 [procs["learner"]])
+        wait_for(
+            lambda: progress(run).get("env_steps", 0) >= 300,
+            150,
+            "300 env steps",
+            [procs["learner"]],
+        )
         procs["actor"].send_signal(signal.SIGKILL)
         procs["actor"].wait(10)
         procs["actor"] = start_actor(run)  # no --start-step: the learner says

@@ -23,8 +23,11 @@ def test_config_json_round_trip_and_unknown_keys() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"env_steps": 0}, "env_steps"), ({"demo_fraction": 1.0}, "demo_fraction"),
-     ({"agent": "bc"}, "demonstrations")],
+    [
+        ({"env_steps": 0}, "env_steps"),
+        ({"demo_fraction": 1.0}, "demo_fraction"),
+        ({"agent": "bc"}, "demonstrations"),
+    ],
 )
 def test_bad_configs_are_refused(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
@@ -68,8 +71,9 @@ def test_recipe_demos_are_recorded_with_the_runs_env_kwargs(tmp_path) -> None:
     from serl.train.launcher import prepare_run
 
     kwargs = {"image_size": 32}
-    cfg = TrainConfig("serl/PandaPickCubeVision-v0", num_demos=1, env_kwargs=kwargs,
-                      run_dir=str(tmp_path / "run"))
+    cfg = TrainConfig(
+        "serl/PandaPickCubeVision-v0", num_demos=1, env_kwargs=kwargs, run_dir=str(tmp_path / "run")
+    )
     cfg = prepare_run(cfg, resume=False)
     with EpisodeStore.open(cfg.demos) as store:
         assert store.schema.obs_specs["front"].shape == (32, 32, 3)

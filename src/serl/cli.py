@@ -179,11 +179,15 @@ def _encoder_overrides(backbone: str | None, pretrained: Path | None) -> dict | 
     """Agent overrides for --encoder / --pretrained (None when neither is given)."""
     encoder: dict[str, object] = {}
     if backbone is not None:  # MobileNetV2 cut at stride 16 (8x8x96), ResNet-10 whole (4x4x512)
-        encoder |= {"backbone": backbone, "feature_stride": 16 if backbone == "mobilenet_v2"
-                    else None}
+        encoder |= {
+            "backbone": backbone,
+            "feature_stride": 16 if backbone == "mobilenet_v2" else None,
+        }
         if backbone != "mobilenet_v2" and pretrained is None:
-            raise ValueError(f"--encoder {backbone} needs --pretrained PATH (its weights: the "
-                             "original SERL's resnet10_params.pkl or LeRobot's model.safetensors)")
+            raise ValueError(
+                f"--encoder {backbone} needs --pretrained PATH (its weights: the "
+                "original SERL's resnet10_params.pkl or LeRobot's model.safetensors)"
+            )
     if pretrained is not None:
         encoder["pretrained_path"] = str(pretrained.absolute())
     return {"encoder": encoder} if encoder else None
@@ -486,12 +490,18 @@ def train_classifier(
     weights = str(pretrained) if pretrained else None
     if backbone == "mobilenet_v2":  # drq_cached's encoder: frozen, cached, stride 16
         encoder = dataclasses.replace(
-            encoder, backbone=backbone, freeze_backbone=True, feature_stride=16,
-            cache_features=True, pretrained_path=weights or "imagenet",
+            encoder,
+            backbone=backbone,
+            freeze_backbone=True,
+            feature_stride=16,
+            cache_features=True,
+            pretrained_path=weights or "imagenet",
         )
     elif backbone != encoder.backbone or pretrained is not None:
         encoder = dataclasses.replace(
-            encoder, backbone=backbone, freeze_backbone=pretrained is not None,
+            encoder,
+            backbone=backbone,
+            freeze_backbone=pretrained is not None,
             pretrained_path=weights,
         )
     config = ClassifierConfig(

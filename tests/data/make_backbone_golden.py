@@ -44,14 +44,21 @@ def golden(frames_path: str, checkpoint: str) -> None:
     with torch.no_grad():
         s16 = net.features[:14](x).permute(0, 2, 3, 1).numpy()
         s32 = net.features[:18](x).permute(0, 2, 3, 1).numpy()
-    tiny = {"a": torch.arange(6, dtype=torch.float32).reshape(2, 3) / 7,
-            "b": torch.arange(12, dtype=torch.int64).reshape(3, 4).t(),  # non-contiguous
-            "c": torch.ones(4, dtype=torch.float16) * 0.5}
+    tiny = {
+        "a": torch.arange(6, dtype=torch.float32).reshape(2, 3) / 7,
+        "b": torch.arange(12, dtype=torch.int64).reshape(3, 4).t(),  # non-contiguous
+        "c": torch.ones(4, dtype=torch.float16) * 0.5,
+    }
     torch.save(tiny, "tests/data/tiny_zip.pt")
     torch.save(tiny, "tests/data/tiny_legacy.pt", _use_new_zipfile_serialization=False)
     np.savez_compressed(
-        OUT, images=images, mobilenet_v2_stride16=s16, mobilenet_v2_stride32=s32,
-        tiny_a=tiny["a"].numpy(), tiny_b=tiny["b"].numpy(), tiny_c=tiny["c"].numpy(),
+        OUT,
+        images=images,
+        mobilenet_v2_stride16=s16,
+        mobilenet_v2_stride32=s32,
+        tiny_a=tiny["a"].numpy(),
+        tiny_b=tiny["b"].numpy(),
+        tiny_c=tiny["c"].numpy(),
         versions=np.array([torch.__version__, torchvision.__version__]),
     )
     print(f"wrote {OUT}: {images.shape} images, features {s16.shape} {s32.shape}")

@@ -109,7 +109,6 @@ def init_state(
     )
 
 
-
 @functools.partial(jax.jit, donate_argnums=0)
 def update(state: BCState, batch: Batch) -> tuple[BCState, dict[str, jax.Array]]:
     """One NLL step on `batch` (needs observations and actions). Donates `state`."""

@@ -75,8 +75,10 @@ class EncoderConfig:
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}; choose from {POOLINGS}")
         if self.cache_features and not self.freeze_backbone:
-            raise ValueError("cache_features needs freeze_backbone: a trained backbone's "
-                             "features change with every update")
+            raise ValueError(
+                "cache_features needs freeze_backbone: a trained backbone's "
+                "features change with every update"
+            )
         if self.cached_views < 1 or (self.cached_views > 1 and not self.cache_features):
             raise ValueError("cached_views must be >= 1, and > 1 only with cache_features")
 
@@ -219,9 +221,7 @@ def all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def apply_if_finite(
-    ps: ParamState, grads: Params, loss: jax.Array
-) -> tuple[ParamState, jax.Array]:
+def apply_if_finite(ps: ParamState, grads: Params, loss: jax.Array) -> tuple[ParamState, jax.Array]:
     """One optimizer step, unless the loss or any gradient is non-finite (then `ps` unchanged)."""
     ok = jnp.isfinite(loss) & all_finite(grads)
 
@@ -317,8 +317,10 @@ def map_in_chunks(fn: Any, tree: Any, size: int) -> Any:
     chunk padded with its last row (one compiled shape); the outputs joined and cut to N."""
     n = len(jax.tree.leaves(tree)[0])
     padded = jax.tree.map(lambda v: np.concatenate([v, np.repeat(v[-1:], -n % size, 0)]), tree)
-    outs = [fn(jax.tree.map(lambda v, i=i: v[i : i + size], padded))
-            for i in range(0, n + (-n % size), size)]
+    outs = [
+        fn(jax.tree.map(lambda v, i=i: v[i : i + size], padded))
+        for i in range(0, n + (-n % size), size)
+    ]
     return jax.tree.map(lambda *o: np.asarray(jnp.concatenate(o))[:n], *outs)
 
 

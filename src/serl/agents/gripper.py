@@ -194,7 +194,6 @@ def init_state(
     )
 
 
-
 def command_index(actions: jax.Array) -> jax.Array:
     """Stored gripper entries -> command index 0 (open), 1 (stay), 2 (close)."""
     return jnp.clip(jnp.round(actions[:, -1]) + 1, 0, 2).astype(jnp.int32)
@@ -253,4 +252,3 @@ def update(state: GripperSACState, batch: Batch) -> tuple[GripperSACState, dict[
     metrics = {**metrics, **{k: jnp.mean(v) for k, v in grasp_metrics.items()}}
     metrics["grasp/skipped"] = jnp.sum(grasp_metrics["grasp/skipped"])
     return state, metrics
-

@@ -57,8 +57,11 @@ PRESETS: dict[str, SACConfig | BCConfig] = {
     # `encode_once` made the update cheaper too, but with it seed 1 failed to learn, twice (30%
     # at 30k env steps; 15% at 22k with the 128-d bottleneck).
     "drq_cached": DrQConfig(
-        **{f.name: getattr(SAC_DEMO, f.name) for f in dataclasses.fields(SAC_DEMO)
-           if f.name not in ("encoder", "critic_actor_ratio", "batch_size")},
+        **{
+            f.name: getattr(SAC_DEMO, f.name)
+            for f in dataclasses.fields(SAC_DEMO)
+            if f.name not in ("encoder", "critic_actor_ratio", "batch_size")
+        },
         critic_actor_ratio=1,
         batch_size=128,
         encoder=EncoderConfig(

@@ -224,14 +224,11 @@ def init_state(
     )
 
 
-
 def _temperature(nets: Networks, state: SACState) -> jax.Array:
     return nets.temperature.apply({"params": state.temp.params})
 
 
-def _critic_step(
-    state: SACState, batch: Batch
-) -> tuple[SACState, dict[str, jax.Array], jax.Array]:
+def _critic_step(state: SACState, batch: Batch) -> tuple[SACState, dict[str, jax.Array], jax.Array]:
     """One critic step; also returns the observation features it trained on (no gradient)."""
     config, spec = state.config, state.spec
     nets = build_networks(config, spec)
@@ -249,8 +246,14 @@ def _critic_step(
     if config.encode_once:
         target_features = jax.lax.stop_gradient(next_features)
     else:
-        target_features = encode(nets.encoder, state.target_critic["encoder"], frozen,
-                                 batch["next_observations"], True, k_e2)
+        target_features = encode(
+            nets.encoder,
+            state.target_critic["encoder"],
+            frozen,
+            batch["next_observations"],
+            True,
+            k_e2,
+        )
     target_q_params = state.target_critic["q"]
     if config.num_min_qs is not None and config.num_min_qs < config.num_qs:
         idx = jax.random.permutation(k_sub, config.num_qs)[: config.num_min_qs]
@@ -301,8 +304,14 @@ def _actor_temperature_step(
     if features is None:
         batch = config.augment(batch, k_aug, spec)
         features = jax.lax.stop_gradient(
-            encode(nets.encoder, state.critic.params["encoder"], state.frozen,
-                   batch["observations"], True, k_enc)
+            encode(
+                nets.encoder,
+                state.critic.params["encoder"],
+                state.frozen,
+                batch["observations"],
+                True,
+                k_enc,
+            )
         )
     alpha = _temperature(nets, state)
 

@@ -80,7 +80,6 @@ class VICEState(struct.PyTreeNode):
         return self.agent.actor_state()
 
 
-
 def classifier_rewards(
     config: VICEConfig, classifier: ClassifierState, observations: Mapping[str, Any]
 ) -> jax.Array:

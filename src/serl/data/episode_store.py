@@ -164,7 +164,7 @@ class EpisodeStore:
         arrays += [await group.getitem(name) for name in _STEP_ARRAYS]
         values = await asyncio.gather(*(a.getitem(...) for a in arrays))
         observations = dict(zip(keys, values[: len(keys)], strict=True))
-        steps = dict(zip(_STEP_ARRAYS, values[len(keys):], strict=True))
+        steps = dict(zip(_STEP_ARRAYS, values[len(keys) :], strict=True))
         return Episode(observations=observations, **steps), dict(group.attrs)
 
     def attrs(self, index: int) -> dict[str, Any]:

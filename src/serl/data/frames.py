@@ -128,8 +128,15 @@ class FrameReplayBuffer(Buffer):
     @property
     def nbytes(self) -> int:
         """Bytes of the preallocated arrays plus the JPEG byte strings they point to."""
-        arrays = [*self._frames.values(), self._pos, self._valid, self._actions, self._rewards,
-                  self._terminated, self._truncated]
+        arrays = [
+            *self._frames.values(),
+            self._pos,
+            self._valid,
+            self._actions,
+            self._rewards,
+            self._terminated,
+            self._truncated,
+        ]
         return sum(a.nbytes for a in arrays) + self._jpeg_nbytes
 
     # -- writing -----------------------------------------------------------------------------
@@ -158,7 +165,10 @@ class FrameReplayBuffer(Buffer):
             next_slot = int(self._write_frames({k: v[i, -1:] for k, v in nxt.items()}, pos + 1)[0])
             row = slice(i, i + 1)
             self._set_transitions(
-                np.array([slot]), t["actions"][row], t["rewards"][row], t["terminated"][row],
+                np.array([slot]),
+                t["actions"][row],
+                t["rewards"][row],
+                t["terminated"][row],
                 t["truncated"][row],
             )
             done = t["terminated"][i] or t["truncated"][i]
@@ -173,7 +183,10 @@ class FrameReplayBuffer(Buffer):
         keep = np.minimum(self.obs_horizon - 1, drop + q) <= q  # stack lies in what was kept
         steps = drop + q[keep]
         self._set_transitions(
-            slots[:-1][keep], ep.actions[steps], ep.rewards[steps], ep.terminated[steps],
+            slots[:-1][keep],
+            ep.actions[steps],
+            ep.rewards[steps],
+            ep.terminated[steps],
             ep.truncated[steps],
         )
 
@@ -209,8 +222,12 @@ class FrameReplayBuffer(Buffer):
         self._valid[slots] = False
 
     def _set_transitions(
-        self, slots: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-        terminated: np.ndarray, truncated: np.ndarray,
+        self,
+        slots: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
     ) -> None:
         """Record transitions from freshly written slots (so none of them is valid yet)."""
         self._actions[slots] = actions
@@ -245,8 +262,12 @@ class FrameReplayBuffer(Buffer):
             slots = np.concatenate([obs_slots.ravel(), next_slots.ravel()])
             _, first, inverse = np.unique(slots, return_index=True, return_inverse=True)
             encoded = {k: self._frames[k][slots[first]] for k in self.jpeg_keys}
-            rest = (self._actions[idx], self._rewards[idx], self._terminated[idx],
-                    self._truncated[idx])
+            rest = (
+                self._actions[idx],
+                self._rewards[idx],
+                self._terminated[idx],
+                self._truncated[idx],
+            )
         # Byte strings are immutable, so decoding can run while other threads insert.
         source = first[inverse]
         repeats = np.flatnonzero(source != np.arange(len(slots)))

@@ -45,8 +45,15 @@ class Buffer(abc.ABC):
     ) -> None:
         """Insert one transition (observations are stacked [T, ...] when obs_horizon T > 1)."""
         t = check_transitions(
-            self.schema, self.obs_horizon, observations, actions, rewards, terminated, truncated,
-            next_observations, batched=False,
+            self.schema,
+            self.obs_horizon,
+            observations,
+            actions,
+            rewards,
+            terminated,
+            truncated,
+            next_observations,
+            batched=False,
         )
         with self._lock:
             self._add_transitions(t)
@@ -62,8 +69,15 @@ class Buffer(abc.ABC):
     ) -> None:
         """Insert n transitions given with a leading axis, in order."""
         t = check_transitions(
-            self.schema, self.obs_horizon, observations, actions, rewards, terminated, truncated,
-            next_observations, batched=True,
+            self.schema,
+            self.obs_horizon,
+            observations,
+            actions,
+            rewards,
+            terminated,
+            truncated,
+            next_observations,
+            batched=True,
         )
         with self._lock:
             self._add_transitions(t)
@@ -139,8 +153,14 @@ class ReplayBuffer(Buffer):
     @property
     def nbytes(self) -> int:
         """Bytes of the preallocated arrays."""
-        arrays = [*self._obs.values(), *self._next_obs.values(), self._actions, self._rewards,
-                  self._terminated, self._truncated]
+        arrays = [
+            *self._obs.values(),
+            *self._next_obs.values(),
+            self._actions,
+            self._rewards,
+            self._terminated,
+            self._truncated,
+        ]
         return sum(a.nbytes for a in arrays)
 
     def _add_transitions(self, t: dict[str, Any]) -> None:

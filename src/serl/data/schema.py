@@ -81,8 +81,10 @@ class Schema:
         action_shape: Sequence[int],
     ) -> Schema:
         """Build from {key: (shape, dtype)} and the action shape."""
-        specs = [(k, ArraySpec(tuple(shape), np.dtype(dtype).name))
-                 for k, (shape, dtype) in observations.items()]
+        specs = [
+            (k, ArraySpec(tuple(shape), np.dtype(dtype).name))
+            for k, (shape, dtype) in observations.items()
+        ]
         return cls(tuple(specs), tuple(action_shape))
 
     @classmethod
@@ -201,8 +203,10 @@ def check_transitions(
         "next_observations": check_obs("next_observations", next_observations, schema, lead + time),
     }
     if not batched:
-        out = {k: ({kk: vv[None] for kk, vv in v.items()} if isinstance(v, dict) else v[None])
-               for k, v in out.items()}
+        out = {
+            k: ({kk: vv[None] for kk, vv in v.items()} if isinstance(v, dict) else v[None])
+            for k, v in out.items()
+        }
     return out
 
 

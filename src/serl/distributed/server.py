@@ -128,8 +128,9 @@ class LearnerServer:
         self._deliver = threading.Lock()  # one delivery (or handshake) at a time
         marks = (watermarks or {}).items()
         self._watermarks = {check_id(a, "watermarks"): int(s) for a, s in marks}
-        self._delivered = Counter({check_id(a, "delivered"): int(n)
-                                   for a, n in (delivered or {}).items()})
+        self._delivered = Counter(
+            {check_id(a, "delivered"): int(n) for a, n in (delivered or {}).items()}
+        )
         self._sessions: dict[str, str] = {}
         self._params: _Params | None = None
         self._reports: deque[Report] = deque(maxlen=max_reports)

@@ -46,8 +46,11 @@ class PickCubeExpert:
         """Next action in [-1, 1]^4 for `obs` (the env's current state when `obs` is None)."""
         env = self.env
         if obs is None:
-            obs = {"tcp_pos": env.tcp_pos, "tcp_vel": env.tcp_velocity,
-                   "gripper_pos": [env.gripper_pos]}
+            obs = {
+                "tcp_pos": env.tcp_pos,
+                "tcp_vel": env.tcp_velocity,
+                "gripper_pos": [env.gripper_pos],
+            }
         tcp = np.asarray(obs["tcp_pos"], np.float64)
         vel = np.asarray(obs["tcp_vel"], np.float64)
         closure = float(np.asarray(obs["gripper_pos"]).reshape(-1)[0])

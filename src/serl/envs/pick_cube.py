@@ -186,8 +186,14 @@ class PandaPickCubeEnv(MujocoEnv):
         model, data = self.model, self.data
         for _ in range(self.n_substeps):
             tau = opspace_torques(
-                model, data, self._pinch, self._arm, self._target_pos, POINTING_DOWN,
-                HOME_QPOS, self._gains,
+                model,
+                data,
+                self._pinch,
+                self._arm,
+                self._target_pos,
+                POINTING_DOWN,
+                HOME_QPOS,
+                self._gains,
             )
             data.ctrl[:7] = np.clip(tau, self._torque_limits[:, 0], self._torque_limits[:, 1])
             mujoco.mj_step2(model, data)

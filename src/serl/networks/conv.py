@@ -88,8 +88,15 @@ def patch_conv(
     )
     if not plain:
         return lax.conv_general_dilated(
-            lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-            feature_group_count, **kwargs,
+            lhs,
+            rhs,
+            window_strides,
+            padding,
+            lhs_dilation,
+            rhs_dilation,
+            dimension_numbers,
+            feature_group_count,
+            **kwargs,
         )
     strides = tuple(int(s) for s in window_strides)
     if isinstance(padding, str):
@@ -116,8 +123,15 @@ def depthwise_conv(
     depthwise = lhs.ndim == 4 and one == 1 and feature_group_count == channels == lhs.shape[-1]
     if not depthwise or isinstance(padding, str):
         return lax.conv_general_dilated(
-            lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-            feature_group_count, **kwargs,
+            lhs,
+            rhs,
+            window_strides,
+            padding,
+            lhs_dilation,
+            rhs_dilation,
+            dimension_numbers,
+            feature_group_count,
+            **kwargs,
         )
     sh, sw = (int(s) for s in window_strides)
     x = jnp.pad(lhs, ((0, 0), *padding, (0, 0)))

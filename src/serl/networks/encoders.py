@@ -22,8 +22,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 BACKBONES = ("small", "resnet10", "mobilenet_v2")
 RESNET_STRIDES = (16, 32)
 # Output strides each backbone can stop at (None: its full depth); the small CNN has one.
-FEATURE_STRIDES = {"small": (None,), "resnet10": (None, *RESNET_STRIDES),
-                   "mobilenet_v2": (None, *MOBILENET_STRIDES)}
+FEATURE_STRIDES = {
+    "small": (None,),
+    "resnet10": (None, *RESNET_STRIDES),
+    "mobilenet_v2": (None, *MOBILENET_STRIDES),
+}
 POOLINGS = ("spatial_learned_embeddings", "spatial_softmax", "mean", "spatial_projection")
 # Submodule name of the image backbone inside an ImageEncoder; the agents use it to find (and
 # freeze) backbone parameters, and the pretrained-weight files are laid out below it.
@@ -281,8 +284,9 @@ class ImageEncoder(nn.Module):
 FEATURE_DTYPE = jnp.bfloat16
 
 
-def frame_features(backbone: Callable[[jax.Array], jax.Array], frames: jax.Array,
-                   name: str) -> jax.Array:
+def frame_features(
+    backbone: Callable[[jax.Array], jax.Array], frames: jax.Array, name: str
+) -> jax.Array:
     """uint8 frames [..., H, W, 3] (any leading axes: batch, stack) -> the frozen `backbone`'s
     feature maps [..., h, w, c] in `FEATURE_DTYPE`, each frame on its own."""
     lead = frames.shape[:-3]
@@ -336,8 +340,9 @@ class ObservationEncoder(nn.Module):
         raw = [k for k in self.image_keys if obs[k].dtype == jnp.uint8]
         for shape in dict.fromkeys(obs[k].shape for k in raw):
             keys = [k for k in raw if obs[k].shape == shape]
-            y = frame_features(backbone, jnp.stack([obs[k] for k in keys]),
-                               self.feature_backbone[0])
+            y = frame_features(
+                backbone, jnp.stack([obs[k] for k in keys]), self.feature_backbone[0]
+            )
             out.update(zip(keys, y, strict=True))
         return out
 

@@ -181,8 +181,12 @@ def resnet10_from_lerobot(state: Mapping[str, np.ndarray]) -> dict[str, Any]:
     params: dict[str, Any] = {"stem_conv": conv("embedder.0"), "stem_norm": norm("embedder.1")}
     for i in range(4):
         p = f"encoder.stages.{i}"
-        block = {"conv1": conv(f"{p}.conv1"), "norm1": norm(f"{p}.norm1"),
-                 "conv2": conv(f"{p}.conv2"), "norm2": norm(f"{p}.norm2")}
+        block = {
+            "conv1": conv(f"{p}.conv1"),
+            "norm1": norm(f"{p}.norm1"),
+            "conv2": conv(f"{p}.conv2"),
+            "norm2": norm(f"{p}.norm2"),
+        }
         if i > 0:
             block |= {"proj_conv": conv(f"{p}.shortcut.0"), "proj_norm": norm(f"{p}.shortcut.1")}
         params[f"stage{i}_block0"] = block
@@ -236,8 +240,10 @@ def convert_weights(backbone: str, source: str | os.PathLike, out: str | os.Path
     suffix = Path(source).suffix.lower()
     if (backbone, suffix) not in CONVERTERS:
         known = sorted(f"{b} {s}" for b, s in CONVERTERS)
-        raise ValueError(f"no converter for a {suffix or 'suffix-less'} file of {backbone}; "
-                         f"serl converts: {known} (and reads .npz as it is)")
+        raise ValueError(
+            f"no converter for a {suffix or 'suffix-less'} file of {backbone}; "
+            f"serl converts: {known} (and reads .npz as it is)"
+        )
     read, convert = CONVERTERS[(backbone, suffix)]
     params = convert(read(source))
     out = Path(out)
@@ -267,8 +273,12 @@ def resolve_pretrained(backbone: str, source: str | os.PathLike) -> Path:
     out = weight_cache_dir() / f"{backbone}-{digest[:16]}.npz"
     if not out.exists():
         convert_weights(backbone, path, out)
-        record = {"backbone": backbone, "source": str(path.resolve()), "sha256": digest,
-                  "converted": time.strftime("%Y-%m-%d %H:%M:%S")}
+        record = {
+            "backbone": backbone,
+            "source": str(path.resolve()),
+            "sha256": digest,
+            "converted": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
         out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     return out
 

@@ -175,8 +175,9 @@ class Actor:
         episode ends and a person all act per env step)."""
         cfg = self.cfg
         env = make_reward_env(cfg.env_id, self.reward, **cfg.env_kwargs)
-        return chunk_env(wrap_intervention(env, intervention, seed), cfg.obs_horizon,
-                         cfg.act_exec_horizon)
+        return chunk_env(
+            wrap_intervention(env, intervention, seed), cfg.obs_horizon, cfg.act_exec_horizon
+        )
 
     def refresh_policy(self) -> None:
         """Adopt the newest parameters the client has received, if any are newer."""
@@ -212,11 +213,16 @@ class Actor:
         """Step until this actor's share of env steps is done, then evaluate and sign off."""
         held = self.client.wait_connected(timeout=120.0)
         if held is None:
-            log.warning("%s: no answer from the learner at %s within 120 s; starting anyway "
-                        "(what it cannot take yet is queued)", self.actor_id, self.address)
+            log.warning(
+                "%s: no answer from the learner at %s within 120 s; starting anyway "
+                "(what it cannot take yet is queued)",
+                self.actor_id,
+                self.address,
+            )
         elif held > self.steps:  # a restart: go on where the learner is
-            log.info("%s: the learner holds %d of its steps; going on from there",
-                     self.actor_id, held)
+            log.info(
+                "%s: the learner holds %d of its steps; going on from there", self.actor_id, held
+            )
             self.steps = held
         self.client.wait_params(timeout=120.0)
         self.refresh_policy()
@@ -283,9 +289,13 @@ class Actor:
         silent = self.client.silent_for()
         if silent > 30.0 and time.monotonic() - self._last_warning > 60.0:
             self._last_warning = time.monotonic()
-            log.warning("%s: no answer from the learner at %s for %.0f s; waiting for it "
-                        "(a restarted learner is found at once)", self.actor_id, self.address,
-                        silent)
+            log.warning(
+                "%s: no answer from the learner at %s for %.0f s; waiting for it "
+                "(a restarted learner is found at once)",
+                self.actor_id,
+                self.address,
+                silent,
+            )
 
     def evaluate(self) -> None:
         """Start evaluating the newest policy in the background (actor 0 only)."""

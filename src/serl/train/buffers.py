@@ -32,8 +32,12 @@ def make_buffer(schema: Schema, cfg: TrainConfig, view_keys: tuple[str, ...] = (
     if any(len(s.shape) >= 3 for _, s in schema.observations):
         jpeg = schema.image_keys if cfg.jpeg_quality else ()
         return FrameReplayBuffer(
-            schema, cfg.replay_capacity, cfg.obs_horizon, jpeg_keys=jpeg,
-            jpeg_quality=cfg.jpeg_quality or 90, view_keys=view_keys,
+            schema,
+            cfg.replay_capacity,
+            cfg.obs_horizon,
+            jpeg_keys=jpeg,
+            jpeg_quality=cfg.jpeg_quality or 90,
+            view_keys=view_keys,
         )
     return ReplayBuffer(schema, cfg.replay_capacity, cfg.obs_horizon)
 

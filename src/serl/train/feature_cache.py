@@ -60,8 +60,10 @@ class FeatureCache:
         offsets = [tuple(o) for o in offsets if tuple(o) != (0, 0)]
         self.offsets = [(0, 0), *list(dict.fromkeys(offsets))[: encoder.cached_views - 1]]
         if len(self.offsets) < encoder.cached_views:
-            raise ValueError(f"cached_views={encoder.cached_views}: a shift pad of {pad} px "
-                             f"gives only {len(self.offsets)} distinct views")
+            raise ValueError(
+                f"cached_views={encoder.cached_views}: a shift pad of {pad} px "
+                f"gives only {len(self.offsets)} distinct views"
+            )
 
     @property
     def view_keys(self) -> tuple[str, ...]:
@@ -138,8 +140,9 @@ class FeatureCache:
         for key in self.keys:
             frames = observations[key]
             observations[key] = self.frames(frames) if frames.ndim == 4 else self.stacks(frames)
-        return Episode(observations, episode.actions, episode.rewards, episode.terminated,
-                       episode.truncated)
+        return Episode(
+            observations, episode.actions, episode.rewards, episode.terminated, episode.truncated
+        )
 
 
 def shift_frames(frames: np.ndarray, dy: int, dx: int) -> np.ndarray:

@@ -77,9 +77,7 @@ def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
         if not demos.exists():
             from serl.train.recording import record_demos
 
-            record_demos(
-                cfg.env_id, cfg.num_demos, demos, seed=cfg.seed, env_kwargs=cfg.env_kwargs
-            )
+            record_demos(cfg.env_id, cfg.num_demos, demos, seed=cfg.seed, env_kwargs=cfg.env_kwargs)
         cfg = dataclasses.replace(cfg, demos=str(demos))
     _check_store("--demos", cfg.demos, schema)
     _check_store("--goal-examples", cfg.goal_examples, None)
@@ -109,8 +107,10 @@ def _check_store(flag: str, path: str | None, schema: Schema | None) -> None:
         raise FileNotFoundError(f"{flag} {path}: no such episode store")
     with EpisodeStore.open(path) as store:
         if schema is not None and store.schema != schema:
-            raise ValueError(f"{flag} {path}: its observations and actions differ from the env's "
-                             f"(store: {store.schema.to_json()}, env: {schema.to_json()})")
+            raise ValueError(
+                f"{flag} {path}: its observations and actions differ from the env's "
+                f"(store: {store.schema.to_json()}, env: {schema.to_json()})"
+            )
 
 
 class Launcher:
@@ -155,8 +155,15 @@ class Launcher:
     def _start_actor(self, index: int) -> subprocess.Popen:
         # a restarted actor learns from the learner how many of its steps are stored
         return self._spawn(
-            ["actor", "--learner", self.address, "--config", str(self.run / "config.json"),
-             "--index", str(index)],
+            [
+                "actor",
+                "--learner",
+                self.address,
+                "--config",
+                str(self.run / "config.json"),
+                "--index",
+                str(index),
+            ],
             f"actor-{index}",
         )
 
@@ -174,8 +181,11 @@ class Launcher:
                 bars["upd"].n = progress.get("updates", 0)
                 last = progress.get("last_eval") or {}
                 if last:
-                    bars["env"].set_postfix(success=f"{last['success_rate']:.0%}",
-                                            ret=f"{last['mean_return']:.1f}", refresh=False)
+                    bars["env"].set_postfix(
+                        success=f"{last['success_rate']:.0%}",
+                        ret=f"{last['mean_return']:.1f}",
+                        refresh=False,
+                    )
                 for bar in bars.values():
                     bar.refresh()
                 time.sleep(0.5)
@@ -233,8 +243,10 @@ def _stop(proc: subprocess.Popen, timeout: float = 60.0) -> None:
 def train(cfg: TrainConfig, resume: bool = False, video: bool = True) -> int:
     """Run a whole training job; returns the exit code."""
     cfg = prepare_run(cfg, resume)
-    print(f"serl train {cfg.env_id}: run dir {cfg.path} (TensorBoard: tensorboard --logdir "
-          f"{cfg.path / 'tb'})")
+    print(
+        f"serl train {cfg.env_id}: run dir {cfg.path} (TensorBoard: tensorboard --logdir "
+        f"{cfg.path / 'tb'})"
+    )
     launcher = Launcher(cfg, resume)
     try:
         code = launcher.supervise()
@@ -246,8 +258,10 @@ def train(cfg: TrainConfig, resume: bool = False, video: bool = True) -> int:
         launcher.stop()
         raise
     if code != 0:
-        print(f"the learner failed ({_exit_name(code)}): "
-              f"{_crash_report(launcher.logs / 'learner.log')}")
+        print(
+            f"the learner failed ({_exit_name(code)}): "
+            f"{_crash_report(launcher.logs / 'learner.log')}"
+        )
         print(f"continue the run with: serl train {cfg.env_id} --run-dir {cfg.path} --resume")
         return code
     finish_run(cfg, video)

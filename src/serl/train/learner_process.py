@@ -81,9 +81,17 @@ class Learner:
         env.close()
         self.schema_hash = transport_schema_hash(self.schema, self.features)
         self._sent_schema = (  # per step: what an actor's features must look like
-            Schema.create({k: (s.shape, s.dtype) for k, s in self.features.schema(self.schema)
-                           .observations if k in self.features.keys}, self.schema.action_shape)
-            if self.features is not None and self.features.sent_by_actor else None)
+            Schema.create(
+                {
+                    k: (s.shape, s.dtype)
+                    for k, s in self.features.schema(self.schema).observations
+                    if k in self.features.keys
+                },
+                self.schema.action_shape,
+            )
+            if self.features is not None and self.features.sent_by_actor
+            else None
+        )
 
         self.buffers = RunBuffers(cfg, self.frame_schema, self.features)
         if cfg.demos:
@@ -100,8 +108,10 @@ class Learner:
             self.rng.bit_generator.state = meta["rng"]
             log.info("resumed from %s (%d updates)", checkpoint, self.updates)
             # what was restored, leaf by leaf: a network silently re-initialised would show here
-            write_json_atomic(self.run / "resumed_from.json", {
-                "checkpoint": checkpoint.name, "leaf_hashes": leaf_hashes(self.agent)})
+            write_json_atomic(
+                self.run / "resumed_from.json",
+                {"checkpoint": checkpoint.name, "leaf_hashes": leaf_hashes(self.agent)},
+            )
         else:
             self.agent = agents.create(cfg.agent_config, example_obs, action_dim, cfg.seed)
         self.goals = self._goal_examples() if isinstance(self.agent, VICEState) else None
@@ -122,16 +132,18 @@ class Learner:
             max_workers=max(8, 2 * cfg.actors + 4),
         )
         self._publish(static=True)
-        write_json_atomic(self.run / "learner.json", {"address": self.server.address,
-                                                      "pid": os.getpid()})
+        write_json_atomic(
+            self.run / "learner.json", {"address": self.server.address, "pid": os.getpid()}
+        )
 
     # -- data ---------------------------------------------------------------------------------
     def _goal_examples(self) -> dict[str, np.ndarray]:
         """VICE's positives, all in memory: the goal store's, else the demos' final frames."""
         cfg, keys = self.cfg, self.agent.classifier.spec.keys
         if cfg.goal_examples:
-            return store_goal_examples(cfg.goal_examples, self.raw_schema, keys,
-                                       cfg.obs_horizon, cfg.act_exec_horizon)
+            return store_goal_examples(
+                cfg.goal_examples, self.raw_schema, keys, cfg.obs_horizon, cfg.act_exec_horizon
+            )
         goals = self.buffers.demo_goals
         if not goals:
             raise ValueError(
@@ -157,8 +169,10 @@ class Learner:
                 raise ValueError(f"{SENT_FEATURES}: this run's actors send none")
             return
         if sent is None:
-            raise ValueError(f"{SENT_FEATURES}: missing; this run's actors send their cameras' "
-                             "features with each transition (an actor of another version?)")
+            raise ValueError(
+                f"{SENT_FEATURES}: missing; this run's actors send their cameras' "
+                "features with each transition (an actor of another version?)"
+            )
         if not isinstance(sent, dict) or sent.keys() != {"observations", "next_observations"}:
             raise ValueError(f"{SENT_FEATURES}: expected observations and next_observations")
         n = len(data["rewards"])
@@ -167,8 +181,9 @@ class Learner:
             check_obs(name, maps, self._sent_schema, (n,))  # keys, shapes, finite
             for key, spec in self._sent_schema.observations:  # as computed: no cast accepted
                 if maps[key].dtype != spec.np_dtype:
-                    raise ValueError(f"{name}[{key!r}]: dtype {maps[key].dtype.name}, "
-                                     f"expected {spec.dtype}")
+                    raise ValueError(
+                        f"{name}[{key!r}]: dtype {maps[key].dtype.name}, expected {spec.dtype}"
+                    )
 
     def _ingest(self, batch: Transitions) -> None:
         """Store a pushed batch durably, then make it sampleable (runs on a gRPC thread)."""
@@ -205,8 +220,12 @@ class Learner:
 
     def checkpoint(self) -> Path:
         """Save agent, counters and sampler RNG atomically."""
-        meta = {"wall_s": self.wall_s(), "env_steps": self.env_steps,
-                "rng": self.rng.bit_generator.state, "watermarks": self.server.watermarks()}
+        meta = {
+            "wall_s": self.wall_s(),
+            "env_steps": self.env_steps,
+            "rng": self.rng.bit_generator.state,
+            "watermarks": self.server.watermarks(),
+        }
         return save_checkpoint(self.run, self.agent, self.updates, meta)
 
     def run_loop(self) -> None:
@@ -228,8 +247,12 @@ class Learner:
                     self._write_progress()
                     last_progress = time.monotonic()
                 if last_progress - last_status > 60.0:  # a line a minute: where a long run is
-                    log.info("%d env steps, %d updates; actors done: %s", self.env_steps,
-                             self.updates, sorted(self.done_actors) or "none")
+                    log.info(
+                        "%d env steps, %d updates; actors done: %s",
+                        self.env_steps,
+                        self.updates,
+                        sorted(self.done_actors) or "none",
+                    )
                     last_status = last_progress
                 if self.updates >= self.allowed_updates() or len(self.buffers.online) == 0:
                     self.stop.wait(0.005)
@@ -242,8 +265,10 @@ class Learner:
                 if self.updates % cfg.log_every == 0:
                     now = time.monotonic()
                     dt = max(now - last_log, 1e-9)
-                    rates = {"perf/updates_per_s": (self.updates - updates_at_log) / dt,
-                             "perf/env_steps_per_s": (self.env_steps - steps_at_log) / dt}
+                    rates = {
+                        "perf/updates_per_s": (self.updates - updates_at_log) / dt,
+                        "perf/env_steps_per_s": (self.env_steps - steps_at_log) / dt,
+                    }
                     self._log_scalars({**jax.device_get(metrics), **rates})
                     last_log, updates_at_log, steps_at_log = now, self.updates, self.env_steps
                 if self.updates % cfg.checkpoint_every == 0:
@@ -266,9 +291,12 @@ class Learner:
 
     def _log_scalars(self, values: dict[str, Any]) -> None:
         buffers = self.buffers
-        buffer_stats = {"replay/size": len(buffers.online), "replay/env_steps": self.env_steps,
-                        "replay/intervention_steps": buffers.intervention_steps,
-                        "replay/demo_size": len(buffers.demos) if buffers.demos else 0}
+        buffer_stats = {
+            "replay/size": len(buffers.online),
+            "replay/env_steps": self.env_steps,
+            "replay/intervention_steps": buffers.intervention_steps,
+            "replay/demo_size": len(buffers.demos) if buffers.demos else 0,
+        }
         server = {f"transport/{k}": v for k, v in self.server.stats().items()}
         for name, value in {**values, **buffer_stats, **server}.items():
             self._writer.add_scalar(name, float(np.asarray(value)), self.updates)
@@ -291,8 +319,10 @@ class Learner:
                 for key, value in {**report.values, "param_version_lag": lag}.items():
                     self._writer.add_scalar(f"actor/{key}", value, report.env_step)
                 if "episode_return" in report.values:
-                    append_episode_row(self.run / "episodes.csv", {
-                        **report.values, "env_step": run_step, "actor": report.actor_id})
+                    append_episode_row(
+                        self.run / "episodes.csv",
+                        {**report.values, "env_step": run_step, "actor": report.actor_id},
+                    )
 
     def all_actors_done(self) -> bool:
         """Every actor signed off and all the transitions it took have arrived."""
@@ -301,11 +331,17 @@ class Learner:
         )
 
     def _write_progress(self) -> None:
-        write_json_atomic(self.run / "progress.json", {
-            "env_steps": self.env_steps, "updates": self.updates,
-            "wall_s": round(self.wall_s(), 2), "actor_steps": self.actor_steps,
-            "last_eval": self.last_eval, "done_actors": sorted(self.done_actors),
-        })
+        write_json_atomic(
+            self.run / "progress.json",
+            {
+                "env_steps": self.env_steps,
+                "updates": self.updates,
+                "wall_s": round(self.wall_s(), 2),
+                "actor_steps": self.actor_steps,
+                "last_eval": self.last_eval,
+                "done_actors": sorted(self.done_actors),
+            },
+        )
 
 
 def run_learner(cfg: TrainConfig, resume: bool = False) -> int:

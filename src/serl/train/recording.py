@@ -136,11 +136,23 @@ def record_demos(
     try:
         with store:
             if expert == "scripted":
-                _record_scripted(env, store, episodes, seed, successful_only, noise,
-                                 max_attempts_factor, env_id)
+                _record_scripted(
+                    env, store, episodes, seed, successful_only, noise, max_attempts_factor, env_id
+                )
             else:
-                _record_teleop(env, device, expert, store, episodes, seed, successful_only,
-                               action_scale, realtime, viewer, env_id)
+                _record_teleop(
+                    env,
+                    device,
+                    expert,
+                    store,
+                    episodes,
+                    seed,
+                    successful_only,
+                    action_scale,
+                    realtime,
+                    viewer,
+                    env_id,
+                )
     finally:
         env.close()
     return out
@@ -169,8 +181,12 @@ def _record_scripted(
             run = run_episode(env, policy, seed=seed + attempts)
             attempts += 1
             if run.success or not successful_only:
-                attrs = {"env_id": env_id, "expert": "scripted", "seed": seed + attempts - 1,
-                         "success": run.success}
+                attrs = {
+                    "env_id": env_id,
+                    "expert": "scripted",
+                    "seed": seed + attempts - 1,
+                    "success": run.success,
+                }
                 store.append(run.episode(), attrs)
                 kept += 1
                 bar.update(1)
@@ -221,12 +237,18 @@ def _record_teleop(
             elif person.event == Event.FAILURE:
                 run.truncated[-1] = True
             if success or not successful_only:
-                attrs = {"env_id": env_id, "expert": expert, "seed": seed + index - 1,
-                         "success": success}
+                attrs = {
+                    "env_id": env_id,
+                    "expert": expert,
+                    "seed": seed + index - 1,
+                    "success": success,
+                }
                 store.append(run.episode(), attrs)
                 kept += 1
-            print(f"episode {index}: {'success' if success else 'failure'} "
-                  f"({len(run)} steps), {kept}/{episodes} kept")
+            print(
+                f"episode {index}: {'success' if success else 'failure'} "
+                f"({len(run)} steps), {kept}/{episodes} kept"
+            )
     finally:
         if view is not None:
             view.close()
@@ -310,13 +332,22 @@ def record_transitions(
                     kind = policies[i % len(policies)]
                     run = run_episode(env, sim_policy(env, kind, rng, noise), seed + i)
                     labels = success_labels(run)
-                    store.append(run.episode(), _attrs(env_id, seed + i, source, kind, labels,
-                                                       kwargs))
+                    store.append(
+                        run.episode(), _attrs(env_id, seed + i, source, kind, labels, kwargs)
+                    )
                     frames, positives = frames + len(labels), positives + sum(labels)
             else:
                 frames, positives = _record_labelled_teleop(
-                    env, env_id, store, episodes, seed, device, teleop, action_scale, realtime,
-                    kwargs
+                    env,
+                    env_id,
+                    store,
+                    episodes,
+                    seed,
+                    device,
+                    teleop,
+                    action_scale,
+                    realtime,
+                    kwargs,
                 )
             count = len(store)
     finally:

@@ -73,8 +73,13 @@ class ReplayLog:
         if held.env_steps:
             log.info("replay reloaded: %d transitions from %s", held.env_steps, self.path)
         for actor, (seq, part) in self._stored_parts.items():
-            log.warning("replay: actor %s's batch %d has %d pieces stored of more; "
-                        "waiting for the actor to send it again", actor, seq, part + 1)
+            log.warning(
+                "replay: actor %s's batch %d has %d pieces stored of more; "
+                "waiting for the actor to send it again",
+                actor,
+                seq,
+                part + 1,
+            )
         return held
 
     def append_batch(self, actor_id: str, seq: int, fragments: Sequence[Fragment]) -> None:
@@ -84,8 +89,12 @@ class ReplayLog:
         for part, fragment in enumerate(fragments):
             if (seq, part) <= (done_seq, done_part):
                 continue  # stored by an attempt that failed later: never twice
-            attrs: dict[str, Any] = {"actor": actor_id, "seq": seq, "part": part,
-                                     "parts": len(fragments)}
+            attrs: dict[str, Any] = {
+                "actor": actor_id,
+                "seq": seq,
+                "part": part,
+                "parts": len(fragments),
+            }
             if fragment.intervened:  # step indices: the log alone rebuilds the demo buffer
                 attrs["intervened"] = fragment.intervened
             self.store.append(fragment.episode, attrs)
@@ -105,8 +114,9 @@ def _unfinished_batches(all_attrs: list[dict[str, Any]]) -> dict[str, tuple[int,
         if seq != last_seq:
             stored = 0
         newest[actor] = (seq, stored + 1, attrs["parts"])
-    return {actor: (seq, stored - 1)
-            for actor, (seq, stored, parts) in newest.items() if stored < parts}
+    return {
+        actor: (seq, stored - 1) for actor, (seq, stored, parts) in newest.items() if stored < parts
+    }
 
 
 def split_batch(data: dict[str, Any]) -> list[Fragment]:
@@ -121,8 +131,12 @@ def split_batch(data: dict[str, Any]) -> list[Fragment]:
     n = len(data["rewards"])
     for t in range(n):
         pieces += builder.add(
-            {k: v[t] for k, v in obs.items()}, data["actions"][t], data["rewards"][t],
-            data["terminated"][t], data["truncated"][t], {k: v[t] for k, v in nxt.items()},
+            {k: v[t] for k, v in obs.items()},
+            data["actions"][t],
+            data["rewards"][t],
+            data["terminated"][t],
+            data["truncated"][t],
+            {k: v[t] for k, v in nxt.items()},
         )
     last = builder.flush()
     pieces += [last] if last is not None else []
@@ -138,6 +152,6 @@ def split_batch(data: dict[str, Any]) -> list[Fragment]:
 def _split_features(piece: Episode) -> tuple[Episode, Episode | None]:
     """A piece with sent features as extra keys -> (its pixels, its buffered form)."""
     pixels = {k: v for k, v in piece.observations.items() if not k.startswith(_TAG)}
-    sent = {k[len(_TAG):]: v for k, v in piece.observations.items() if k.startswith(_TAG)}
+    sent = {k[len(_TAG) :]: v for k, v in piece.observations.items() if k.startswith(_TAG)}
     rest = (piece.actions, piece.rewards, piece.terminated, piece.truncated)
     return Episode(pixels, *rest), Episode({**pixels, **sent}, *rest) if sent else None

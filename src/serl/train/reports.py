@@ -45,7 +45,12 @@ def read_eval_csv(path: Path) -> list[dict[str, float]]:
 
 
 EPISODE_COLUMNS = (
-    "env_step", "actor", "episode_return", "episode_length", "success", "intervention_rate",
+    "env_step",
+    "actor",
+    "episode_return",
+    "episode_length",
+    "success",
+    "intervention_rate",
 )
 
 
@@ -68,9 +73,7 @@ def rolling_mean(values: Sequence[float], window: int) -> np.ndarray:
     return (sums[1:] - sums[lo]) / (np.arange(1, len(x) + 1) - lo)
 
 
-def plot_intervention_rate(
-    episodes_csv: Path, out: Path, window: int = 10
-) -> Path | None:
+def plot_intervention_rate(episodes_csv: Path, out: Path, window: int = 10) -> Path | None:
     """PNG of the per-episode intervention rate (and its rolling mean) over env steps; None
     when the run logged no intervention rate."""
     if not episodes_csv.exists():
@@ -84,12 +87,15 @@ def plot_intervention_rate(
     rates = [float(r["intervention_rate"]) for r in rows]
     return plot_series(
         {"per episode": (steps, rates), f"mean of {window}": (steps, rolling_mean(rates, window))},
-        out, ylabel="intervention rate (share of steps)",
+        out,
+        ylabel="intervention rate (share of steps)",
     )
 
 
 def plot_series(
-    series: dict[str, tuple[Sequence[float], Sequence[float]]], out: Path, ylabel: str,
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    out: Path,
+    ylabel: str,
     legend: bool = True,
 ) -> Path:
     """PNG of named (x, y) series against env steps."""
@@ -117,8 +123,10 @@ def plot_learning_curves(
     runs: dict[str, Sequence[dict[str, float]]], out: Path, metric: str = "success_rate"
 ) -> Path:
     """PNG of `metric` against env steps, one line per named run."""
-    series = {name: ([r["env_step"] for r in rows], [r[metric] for r in rows])
-              for name, rows in runs.items()}
+    series = {
+        name: ([r["env_step"] for r in rows], [r[metric] for r in rows])
+        for name, rows in runs.items()
+    }
     return plot_series(series, out, metric.replace("_", " "), legend=len(runs) > 1)
 
 

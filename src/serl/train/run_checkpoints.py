@@ -64,4 +64,3 @@ def load_checkpoint(path: Path) -> tuple[Any, dict[str, Any]]:
     """The agent state (bit-identical to what was saved) and the meta dict."""
     meta = json.loads((path / "meta.json").read_text())
     return agent_checkpoint.restore(path / "agent"), meta
-

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 SENT_FEATURES = "features"  # a pushed batch's {observations, next_observations} camera features
 
+
 class RunFile:
     """Mixin for a frozen dataclass kept as one JSON file in a run directory (`FILE`)."""
 
@@ -116,5 +117,3 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
-
-
