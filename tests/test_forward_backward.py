@@ -9,6 +9,7 @@ import pytest
 
 from serl.agents import classifier as clf
 from serl.envs.bin_relocation import BIN_A, BIN_B, BinRelocationExpert, PandaBinRelocationEnv
+from serl.train.config import TrainConfig
 from serl.train.forward_backward import ForwardBackwardConfig, ForwardBackwardTrainer
 
 TINY_SAC = {
@@ -21,7 +22,7 @@ TINY_SAC = {
 
 
 def test_twenty_episodes_alternate_without_a_scene_reset(tmp_path):
-    cfg = ForwardBackwardConfig(
+    train = TrainConfig(
         env_id="serl/PandaBinRelocation-v0",
         agent="sac",
         agent_overrides=TINY_SAC,
@@ -33,6 +34,8 @@ def test_twenty_episodes_alternate_without_a_scene_reset(tmp_path):
         run_dir=str(tmp_path / "run"),
         replay_capacity=1_000,
     )
+    cfg = ForwardBackwardConfig(train)
+    assert ForwardBackwardConfig.load(cfg.save().parent) == cfg  # its file round-trips
     actions = {"forward": [], "backward": []}
     trainer = ForwardBackwardTrainer(
         cfg, on_transition=lambda d, t: actions[d].append(t["actions"])
@@ -41,7 +44,9 @@ def test_twenty_episodes_alternate_without_a_scene_reset(tmp_path):
         episodes = trainer.run(episodes=20)
         assert trainer.scene_resets == 1  # placed once, at the very first reset
         rows = list(csv.DictReader((tmp_path / "run" / "episodes.csv").open()))
-        samples = {d: trainer.buffers[d].sample(256, np.random.default_rng(0)) for d in actions}
+        samples = {
+            d: trainer.buffers[d].online.sample(256, np.random.default_rng(0)) for d in actions
+        }
     finally:
         trainer.close()
 
@@ -52,7 +57,7 @@ def test_twenty_episodes_alternate_without_a_scene_reset(tmp_path):
         assert cur["start_block"] == prev["end_block"]
     for d, other in (("forward", "backward"), ("backward", "forward")):
         steps = sum(e["steps"] for e in episodes if e["direction"] == d)
-        assert len(trainer.buffers[d]) == steps == len(actions[d]) == trainer.steps[d]
+        assert len(trainer.buffers[d].online) == steps == len(actions[d]) == trainer.steps[d]
         mine = {a.tobytes() for a in actions[d]}
         theirs = {a.tobytes() for a in actions[other]}
         sampled = {a.tobytes() for a in samples[d]["actions"]}
@@ -104,17 +109,18 @@ def test_each_direction_is_rewarded_by_its_own_classifier(tmp_path):
     # forward's classifier always fires (threshold 0); backward's never does (above any p)
     clf.save(state, tmp_path / "fwd", threshold=0.0)
     clf.save(state, tmp_path / "bwd", threshold=0.999999)
-    cfg = ForwardBackwardConfig(
+    train = TrainConfig(
         env_id="serl/PandaBinRelocationVision-v0",
         agent="sac",  # a state agent flattens the frames: cheap, and enough to route data
         agent_overrides=TINY_SAC,
-        forward_classifier=str(tmp_path / "fwd"),
-        backward_classifier=str(tmp_path / "bwd"),
         env_kwargs={"max_episode_steps": 5, "image_size": 32},
         random_steps=100,
         training_starts=100,
         run_dir=str(tmp_path / "run"),
         replay_capacity=200,
+    )
+    cfg = ForwardBackwardConfig(
+        train, forward_classifier=str(tmp_path / "fwd"), backward_classifier=str(tmp_path / "bwd")
     )
     trainer = ForwardBackwardTrainer(cfg)
     try:

@@ -562,6 +562,7 @@ def train_fb(
         seed: Seeds the env and both agents.
         run_dir: The run's directory (forward/ and backward/ inside).
     """
+    import dataclasses
     import json
 
     from serl.train.forward_backward import ForwardBackwardConfig, train_forward_backward
@@ -571,18 +572,22 @@ def train_fb(
     def opt(p: Path | None) -> str | None:
         return str(p) if p is not None else None
 
-    cfg = ForwardBackwardConfig(
+    train = dataclasses.replace(
+        ForwardBackwardConfig().train,
         env_id=env_id,
-        backward_env_id=backward_env_id,
         agent=agent,
         preset=preset,
+        env_steps=env_steps,
+        seed=seed,
+        run_dir=str(run_dir),
+    )
+    cfg = ForwardBackwardConfig(
+        train,
+        backward_env_id=backward_env_id,
         forward_classifier=opt(forward_classifier),
         backward_classifier=opt(backward_classifier),
         forward_demos=opt(forward_demos),
         backward_demos=opt(backward_demos),
-        env_steps=env_steps,
-        seed=seed,
-        run_dir=str(run_dir),
     )
     print(json.dumps(train_forward_backward(cfg)))
 

@@ -110,6 +110,11 @@ class TrainConfig:
         """Whether the agent is VICE (its learner steps need goal examples)."""
         return self.agent == "vice" or isinstance(self._preset(), VICEConfig)
 
+    def updates_allowed(self, env_steps: int) -> int:
+        """Learner steps that `env_steps` online env steps pay for (the pace of every trainer)."""
+        online = env_steps - self.training_starts
+        return int(self.updates_per_env_step * online) if online >= 0 else 0
+
     @property
     def chunked(self) -> bool:
         """Whether the run's envs are wrapped in Chunking (stacks and/or action chunks)."""

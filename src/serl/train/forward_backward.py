@@ -11,7 +11,8 @@ reset options. Real robot: `backward_env_id` names a second env over the same ro
 serl/FrankaBinRelocationForward-v0 and serl/FrankaBinRelocationBackward-v0).
 
 RUN_DIR holds fb_config.json, episodes.csv (one row per episode) and, at the end,
-{forward,backward}/agent (agent checkpoints with their config JSON).
+{forward,backward}/agent (agent checkpoints with their config JSON). The buffers, observation
+stacks and action chunks are those of `serl train` (`serl.train.buffers`, `serl.train.envs`).
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ import numpy as np
 from serl.agents import api as agents
 from serl.agents import checkpoint as agent_checkpoint
 from serl.agents.policy import sample_actions
-from serl.data import EpisodeStore, FrameReplayBuffer, MixedSampler, ReplayBuffer, load_episodes
-from serl.data.replay import Buffer
-from serl.dataclass_json import merge
-from serl.train.config import DEFAULT_PRESET
-from serl.train.envs import env_schema, make_env
+from serl.dataclass_json import decode
+from serl.train.buffers import RunBuffers
+from serl.train.config import TrainConfig
+from serl.train.demos import with_observation_norm
+from serl.train.envs import chunk_env, env_schema, frame_schema, make_env
 from serl.train.rollout import Step, run_episode
 
 log = logging.getLogger(__name__)
@@ -55,46 +56,48 @@ EPISODE_COLUMNS = (
 )
 
 
+def _default_train() -> TrainConfig:
+    return TrainConfig(
+        env_id="serl/PandaBinRelocationVision-v0",
+        agent="drq",
+        env_steps=20_000,  # both directions together
+        random_steps=1_000,  # per direction
+        training_starts=500,  # per direction: its online transitions before its first update
+        run_dir="runs/forward_backward",
+        replay_capacity=200_000,
+    )
+
+
 @dataclass(frozen=True)
 class ForwardBackwardConfig:
-    """Everything a forward/backward run needs; written to RUN_DIR/fb_config.json."""
+    """Everything a forward/backward run needs; written to RUN_DIR/fb_config.json.
 
-    env_id: str = "serl/PandaBinRelocationVision-v0"
+    `train` is a training config as `serl train` takes it (env, agent, steps, seed, buffers:
+    JPEG, stacks, observation statistics from each direction's demos); its `demos` are unused:
+    each direction has its own.
+    """
+
+    train: TrainConfig = field(default_factory=_default_train)
     backward_env_id: str | None = None  # a second env for the backward task (real robot)
-    agent: str = "drq"
-    preset: str | None = None  # agent preset; None: the agent's default
-    agent_overrides: dict[str, Any] = field(default_factory=dict)
     forward_classifier: str | None = None  # saved reward classifiers; None: the env's reward
     backward_classifier: str | None = None
     reward_threshold: float | None = None  # None: each classifier's own threshold
     forward_demos: str | None = None  # episode stores of demos per direction
     backward_demos: str | None = None
-    demo_fraction: float = 0.5
-    env_steps: int = 20_000  # both directions together
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    run_dir: str = "runs/forward_backward"
-    random_steps: int = 1_000  # per direction
-    training_starts: int = 500  # per direction: its online transitions before its first update
-    updates_per_env_step: float = 0.5
-    replay_capacity: int = 200_000
 
-    def __post_init__(self) -> None:
-        if self.env_steps < 1 or self.updates_per_env_step <= 0 or self.training_starts < 0:
-            raise ValueError("env_steps >= 1, updates_per_env_step > 0, training_starts >= 0")
-        if self.agent not in DEFAULT_PRESET:
-            raise ValueError(f"agent must be one of {sorted(DEFAULT_PRESET)}, got {self.agent!r}")
+    def demos(self, direction: str) -> str | None:
+        """The direction's demo store."""
+        return self.forward_demos if direction == "forward" else self.backward_demos
 
-    @property
-    def agent_config(self) -> agents.AgentConfig:
-        """The agent hyperparameters (same for both directions)."""
-        preset = agents.get_preset(self.preset or DEFAULT_PRESET[self.agent])
-        return merge(preset, self.agent_overrides, "agent_overrides")
+    def agent_config(self, direction: str) -> agents.AgentConfig:
+        """The direction's agent hyperparameters: the run's, standardised by its own demos."""
+        own = dataclasses.replace(self.train, demos=self.demos(direction))
+        return with_observation_norm(own).agent_config
 
     @property
     def path(self) -> Path:
         """The run directory."""
-        return Path(self.run_dir)
+        return self.train.path
 
     def save(self) -> Path:
         """Write RUN_DIR/fb_config.json."""
@@ -102,6 +105,11 @@ class ForwardBackwardConfig:
         out = self.path / "fb_config.json"
         out.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
         return out
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> ForwardBackwardConfig:
+        """Read RUN_DIR/fb_config.json."""
+        return decode(cls, json.loads((Path(run_dir) / "fb_config.json").read_text()))
 
 
 Transition = dict[str, Any]
@@ -116,31 +124,38 @@ class ForwardBackwardTrainer:
         on_transition: Callable[[str, Transition], None] | None = None,
     ) -> None:
         self.cfg = cfg
+        train = cfg.train
         self.on_transition = on_transition
         self.shared = cfg.backward_env_id is None
-        base = make_env(cfg.env_id, **cfg.env_kwargs)
-        other = base if self.shared else make_env(cfg.backward_env_id, **cfg.env_kwargs)
+        base = make_env(train.env_id, **train.env_kwargs)
+        other = base if self.shared else make_env(cfg.backward_env_id, **train.env_kwargs)
+        self.raw_schema = env_schema(base)  # one env step's: the demo stores'
+        # the reward (and its episode ends) act per env step: Chunking outermost
         self.envs = {
-            "forward": self._with_reward(base, cfg.forward_classifier),
-            "backward": self._with_reward(other, cfg.backward_classifier),
+            d: chunk_env(
+                self._with_reward(env, classifier), train.obs_horizon, train.act_exec_horizon
+            )
+            for d, env, classifier in (
+                ("forward", base, cfg.forward_classifier),
+                ("backward", other, cfg.backward_classifier),
+            )
         }
-        self.schema = env_schema(base)
-        self.action_dim = int(np.prod(base.action_space.shape))
+        schema = frame_schema(env_schema(self.envs["forward"]), train.obs_horizon)
+        self.action_dim = int(np.prod(self.envs["forward"].action_space.shape))
         self.agents: dict[str, Any] = {}
-        self.buffers: dict[str, Buffer] = {}
-        self.samplers: dict[str, Any] = {}
+        self.buffers: dict[str, RunBuffers] = {}
         self.steps = dict.fromkeys(DIRECTIONS, 0)
         self.updates = dict.fromkeys(DIRECTIONS, 0)
         self.episodes: list[dict[str, Any]] = []
-        self.rng = np.random.default_rng(cfg.seed)
-        self.key = jax.random.PRNGKey(cfg.seed)
+        self.rng = np.random.default_rng(train.seed)
+        self.key = jax.random.PRNGKey(train.seed)
         self._started = False
         self.start_time = time.monotonic()
         for i, d in enumerate(DIRECTIONS):
-            self.buffers[d] = self._buffer()
-            demos = cfg.forward_demos if d == "forward" else cfg.backward_demos
-            self.samplers[d] = self._sampler(self.buffers[d], demos)
-            self.envs[d].action_space.seed(cfg.seed * 1000 + i)
+            self.buffers[d] = RunBuffers(train, schema, features=None)
+            if cfg.demos(d):
+                self.buffers[d].load_demos(cfg.demos(d), self.raw_schema)
+            self.envs[d].action_space.seed(train.seed * 1000 + i)
 
     def _with_reward(self, env: gym.Env, classifier: str | None) -> gym.Env:
         if classifier is None:
@@ -148,21 +163,6 @@ class ForwardBackwardTrainer:
         from serl.train.reward_model import learned_reward_env
 
         return learned_reward_env(env, classifier, threshold=self.cfg.reward_threshold)
-
-    def _buffer(self) -> Buffer:
-        if self.schema.image_keys:
-            return FrameReplayBuffer(self.schema, self.cfg.replay_capacity)
-        return ReplayBuffer(self.schema, self.cfg.replay_capacity)
-
-    def _sampler(self, online: Buffer, demos: str | None) -> Any:
-        if demos is None:
-            return online
-        demo = self._buffer()
-        with EpisodeStore.open(demos) as store:
-            if store.schema != self.schema:
-                raise ValueError(f"{demos}: demo schema differs from {self.cfg.env_id}'s")
-            load_episodes(demo, store)
-        return MixedSampler(demo, online, self.cfg.demo_fraction)
 
     @property
     def scene_resets(self) -> int | None:
@@ -172,26 +172,27 @@ class ForwardBackwardTrainer:
     def agent(self, direction: str, example_obs: Any) -> Any:
         """The direction's agent (created on its first episode)."""
         if direction not in self.agents:
-            seed = self.cfg.seed * 2 + DIRECTIONS.index(direction)
+            seed = self.cfg.train.seed * 2 + DIRECTIONS.index(direction)
             self.agents[direction] = agents.create(
-                self.cfg.agent_config, example_obs, self.action_dim, seed
+                self.cfg.agent_config(direction), example_obs, self.action_dim, seed
             )
         return self.agents[direction]
 
     def _act(self, direction: str, obs: Any) -> np.ndarray:
-        if self.steps[direction] < self.cfg.random_steps:
+        if self.steps[direction] < self.cfg.train.random_steps:
             return np.asarray(self.envs[direction].action_space.sample(), np.float32)
         self.key, key = jax.random.split(self.key)
         return np.asarray(sample_actions(self.agents[direction], obs, key), np.float32)
 
     def _train(self, direction: str) -> None:
-        online = self.steps[direction] - self.cfg.training_starts
-        allowed = int(self.cfg.updates_per_env_step * online) if online >= 0 else 0
-        sample_size = self.cfg.agent_config.sample_size
-        while self.updates[direction] < allowed and len(self.buffers[direction]) > 0:
-            batch = self.samplers[direction].sample(sample_size, self.rng)
-            self.agents[direction], _ = agents.update(self.agents[direction], batch)
+        allowed = self.cfg.train.updates_allowed(self.steps[direction])
+        agent, buffers = self.agents[direction], self.buffers[direction]
+        while self.updates[direction] < allowed and len(buffers.online) > 0:
+            agent, _ = agents.update(
+                agent, buffers.sampler.sample(agent.config.sample_size, self.rng)
+            )
             self.updates[direction] += 1
+        self.agents[direction] = agent
 
     def run_episode(self, direction: str) -> dict[str, Any]:
         """One episode of `direction` from wherever the scene is; returns its record."""
@@ -212,14 +213,16 @@ class ForwardBackwardTrainer:
                 "truncated": step.truncated,
                 "next_observations": step.next_obs,
             }
-            self.buffers[direction].insert(**t)  # this direction's data: its own buffer only
+            self.buffers[direction].online.insert(**t)  # its own buffer only
             if self.on_transition is not None:
                 self.on_transition(direction, t)
             self.steps[direction] += 1
             learned = learned or bool(step.info.get("learned_success", False))
             self._train(direction)
 
-        seed = None if self._started else self.cfg.seed  # seeded once: later resets keep state
+        seed = (
+            None if self._started else self.cfg.train.seed
+        )  # seeded once: later resets keep state
         options = {"task": direction} if self.shared else None
         run = run_episode(env, act, seed, options, on_step=on_step, keep=False)
         self._started = True
@@ -243,7 +246,9 @@ class ForwardBackwardTrainer:
     def run(self, episodes: int | None = None) -> list[dict[str, Any]]:
         """Alternate forward and backward episodes until `env_steps` (or `episodes`) are done."""
         i = 0
-        while sum(self.steps.values()) < self.cfg.env_steps and (episodes is None or i < episodes):
+        while sum(self.steps.values()) < self.cfg.train.env_steps and (
+            episodes is None or i < episodes
+        ):
             record = self.run_episode(DIRECTIONS[len(self.episodes) % 2])
             append_row(self.cfg.path / "episodes.csv", record)
             log.info(

@@ -201,11 +201,6 @@ class Learner:
             self.actor_steps[batch.actor_id] = self.actor_steps.get(batch.actor_id, 0) + n
 
     # -- training -------------------------------------------------------------------------------
-    def allowed_updates(self) -> int:
-        """Learner steps the data received so far pays for."""
-        online = self.env_steps - self.cfg.training_starts
-        return int(self.cfg.updates_per_env_step * online) if online >= 0 else 0
-
     def _publish(self, static: bool = False) -> None:
         frozen = agents.frozen_params(self.agent) if static else None
         self.server.publish(
@@ -254,7 +249,10 @@ class Learner:
                         sorted(self.done_actors) or "none",
                     )
                     last_status = last_progress
-                if self.updates >= self.allowed_updates() or len(self.buffers.online) == 0:
+                if (
+                    self.updates >= self.cfg.updates_allowed(self.env_steps)
+                    or len(self.buffers.online) == 0
+                ):
                     self.stop.wait(0.005)
                     continue
                 batch = self.sample(sample_size)
