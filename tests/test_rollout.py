@@ -72,3 +72,17 @@ def test_video_frames_are_the_reset_frame_and_one_per_step() -> None:
         env.close()
     assert len(frames) == 2 * (3 + 1)
     assert frames[0].shape[-1] == 3 and frames[0].dtype == np.uint8
+
+
+def test_a_video_the_env_cannot_draw_is_one_clear_error(tmp_path) -> None:
+    import importlib.util
+
+    from serl.train.config import TrainConfig
+    from serl.train.evaluation import _video_frames
+
+    if importlib.util.find_spec("pygame") is not None:
+        pytest.skip("pygame is installed: classic control can draw")
+    cfg = TrainConfig("Pendulum-v1", run_dir=str(tmp_path / "run"))
+    # (a RuntimeError: the end of `serl train` prints it as "no video: ..." and exits 0)
+    with pytest.raises(RuntimeError, match=r"cannot render video frames: .*pygame"):
+        _video_frames(cfg, lambda obs: np.zeros(1), episodes=1)
