@@ -40,17 +40,16 @@ def decode_fields(cls: type, data: Any, where: str = "") -> dict[str, Any]:
 
 def merge(config: T, overrides: Mapping[str, Any], where: str = "") -> T:
     """`config` with `overrides` applied; an object changes some fields of a nested config."""
-    values = {}
-    hints = _field_types(type(config))
     where = where or type(config).__name__
-    for name, value in overrides.items():
-        if name not in hints:
-            raise ValueError(f"{where}: unknown fields {[name]}; known: {sorted(hints)}")
-        inner = getattr(config, name)
-        if isinstance(value, Mapping) and dataclasses.is_dataclass(inner):
-            values[name] = merge(inner, value, f"{where}.{name}")
-        else:
-            values[name] = _value(hints[name], value, f"{where}.{name}")
+    hints = _field_types(type(config))
+    nested = {
+        k: v
+        for k, v in overrides.items()
+        if k in hints and isinstance(v, Mapping) and dataclasses.is_dataclass(getattr(config, k))
+    }
+    flat = {k: v for k, v in overrides.items() if k not in nested}
+    values = decode_fields(type(config), flat, where)
+    values |= {k: merge(getattr(config, k), v, f"{where}.{k}") for k, v in nested.items()}
     return dataclasses.replace(config, **values)  # type: ignore[type-var]
 
 

@@ -167,7 +167,6 @@ class Actor:
         self.key = jax.random.PRNGKey(cfg.seed * 1000 + index)
         self.env.action_space.seed(cfg.seed * 1000 + index)
         self.stopped = False
-        self._interventions = 0  # in the episode under way
         self._last_seen: tuple[Any, Any] = (None, None)
 
     def _make_env(self, intervention: InterventionConfig, seed: int) -> gym.Env:
@@ -228,7 +227,6 @@ class Actor:
         self.refresh_policy()
         seed: int | None = self.cfg.seed * 1000 + self.index + self.steps
         while self.steps < self.share and not self.stopped:
-            self._interventions = 0
             run = run_episode(self.env, self._paced_act, seed, on_step=self._on_step, keep=False)
             seed = None  # later resets go on from the env's own random state
             if not run.stopped:
@@ -273,7 +271,6 @@ class Actor:
             }
         self.client.send(transition, param_version=self.policy.version)
         self.steps += 1
-        self._interventions += intervened
         if self.steps % self.cfg.eval_every == 0:
             self.evaluate()
         return self.stopped or self.steps >= self.share
@@ -316,7 +313,8 @@ class Actor:
             "dropped": stats.get("dropped", 0.0),
         }
         if self.intervention.kind != "none":
-            values["intervention_rate"] = self._interventions / max(len(run), 1)
+            taken = sum(bool(info.get("intervened", False)) for info in run.infos[1:])
+            values["intervention_rate"] = taken / max(len(run), 1)
         self.client.report(values, self.steps)
 
     def close(self, flush_timeout: float = 60.0) -> bool:
