@@ -8,7 +8,8 @@ import platform
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+# $SERL_BENCH_RESULTS: elsewhere than the committed figures (a smoke run, a test)
+RESULTS = Path(os.environ.get("SERL_BENCH_RESULTS") or Path(__file__).parent / "results")
 
 
 def machine() -> dict[str, object]:

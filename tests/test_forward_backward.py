@@ -3,6 +3,7 @@ each starts where the other ended, and each policy's data lands in its own buffe
 
 import csv
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -138,3 +139,64 @@ def test_each_direction_is_rewarded_by_its_own_classifier(tmp_path):
     assert all(e["steps"] == 1 and e["return"] == 0 and e["success"] for e in backward)
     assert not any(e["learned_success"] for e in backward)
     assert trainer.scene_resets == 1
+
+
+def test_a_resumed_run_holds_every_finished_episode_once_and_its_checkpointed_agents(tmp_path):
+    from serl.agents.persist import leaf_hashes
+    from serl.cli import main
+    from serl.train.run_checkpoints import latest_checkpoint, load_checkpoint
+
+    run = tmp_path / "run"
+    flags = [
+        "serl/PandaBinRelocation-v0",
+        "--agent",
+        "sac",
+        "--agent-overrides",
+        json.dumps(TINY_SAC),
+        "--env-kwargs",
+        '{"max_episode_steps": 6}',
+        "--random-steps",
+        "2",
+        "--training-starts",
+        "2",
+        "--updates-per-env-step",
+        "1",
+        "--checkpoint-every",
+        "4",
+        "--replay-capacity",
+        "1000",
+        "--run-dir",
+        str(run),
+    ]
+    main(["train-fb", *flags, "--env-steps", "30"])
+    with pytest.raises(FileExistsError, match="--resume"):  # never over a finished run
+        main(["train-fb", *flags, "--env-steps", "30"])
+    # a resumed run that crashes: what it did after each direction's newest checkpoint is
+    # lost but its finished episodes, which the next resume holds, each once
+    trainer = ForwardBackwardTrainer(ForwardBackwardConfig.load(run), resume=True)
+    try:
+        trainer.run(episodes=3)
+    finally:
+        trainer.close()  # no save: the crash
+    rows = list(csv.DictReader((run / "episodes.csv").open()))
+    trainer = ForwardBackwardTrainer(ForwardBackwardConfig.load(run), resume=True)
+    try:
+        assert trainer.episode_count == len(rows)
+        for d in ("forward", "backward"):
+            mine = [int(r["steps"]) for r in rows if r["direction"] == d]
+            assert trainer.steps[d] == len(trainer.buffers[d].online) == sum(mine)
+            agent, meta = load_checkpoint(latest_checkpoint(run / d))
+            assert leaf_hashes(trainer.agents[d]) == leaf_hashes(agent)
+            assert trainer.updates[d] == meta["updates"] > 0
+    finally:
+        trainer.close()
+    main(["train-fb", *flags, "--env-steps", "70", "--resume"])
+    rows = list(csv.DictReader((run / "episodes.csv").open()))
+    assert [int(r["episode"]) for r in rows] == list(range(len(rows)))
+    assert [r["direction"] for r in rows] == [
+        ("forward", "backward")[i % 2] for i in range(len(rows))
+    ]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["episodes"] == len(rows)
+    steps = summary["forward"]["env_steps"] + summary["backward"]["env_steps"]
+    assert steps == sum(int(r["steps"]) for r in rows) >= 70

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from train_helpers import free_port
 
 from serl.agents.persist import leaf_hashes
 from serl.data import EpisodeStore
@@ -25,12 +25,6 @@ from serl.train.reports import EVAL_COLUMNS, read_eval_csv
 from serl.train.run_checkpoints import latest_checkpoint, load_checkpoint
 
 TINY_SAC = {"hidden_dims": [32, 32], "num_qs": 2, "batch_size": 32, "critic_actor_ratio": 2}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pendulum(run_dir: Path, **kw) -> TrainConfig:
@@ -211,15 +205,15 @@ def test_the_cli_states_a_users_mistake_in_one_line(tmp_path) -> None:
     assert debug.returncode == 1 and "Traceback" in debug.stderr
 
 
-def test_only_errors_serl_raises_are_shown_as_a_users_mistake() -> None:
-    from serl.cli import _said_by_serl
+def test_a_users_mistakes_are_user_errors_and_a_librarys_failure_is_not() -> None:
+    from serl.errors import UserError
     from serl.train.envs import make_env
 
     with pytest.raises(ValueError) as ours:
         make_env("Pendulum-v9")
     with pytest.raises(ValueError) as theirs:  # a library's error (think XLA): keeps its trace
         json.loads("{")
-    assert _said_by_serl(ours.value) and not _said_by_serl(theirs.value)
+    assert isinstance(ours.value, UserError) and not isinstance(theirs.value, UserError)
 
 
 @pytest.mark.timeout(300)

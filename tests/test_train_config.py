@@ -77,3 +77,60 @@ def test_recipe_demos_are_recorded_with_the_runs_env_kwargs(tmp_path) -> None:
     cfg = prepare_run(cfg, resume=False)
     with EpisodeStore.open(cfg.demos) as store:
         assert store.schema.obs_specs["front"].shape == (32, 32, 3)
+
+
+def test_every_training_config_field_is_a_flag_of_serl_train(capsys) -> None:
+    import dataclasses
+
+    from serl.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "Pendulum-v1", "--help"])
+    said = capsys.readouterr().out
+    for f in dataclasses.fields(TrainConfig):
+        if f.name != "env_id":  # the positional ENV_ID
+            assert f"--{f.name.replace('_', '-')}" in said, f.name
+
+
+def test_serl_train_flags_override_the_recipe_of_the_env_they_name(tmp_path, monkeypatch) -> None:
+    from serl.cli.train import parse_train_args, train_config
+
+    monkeypatch.chdir(tmp_path)
+    vision = "serl/PandaPickCubeVision-v0"
+
+    def parsed(*argv: str) -> TrainConfig:
+        return train_config(parse_train_args(list(argv)))
+
+    assert parsed(vision) == recipe(vision)
+    assert parsed() == recipe("serl/PandaPickCube-v0")  # make train's job
+    assert parsed("--seed", "3", vision) == recipe(vision, seed=3)  # the id after a flag
+    # fields the old flags never reached
+    cfg = parsed("Pendulum-v1", "--random-steps", "5", "--checkpoint-every", "7")
+    assert (cfg.random_steps, cfg.checkpoint_every, cfg.env_steps) == (5, 7, 15_000)
+    # another agent leaves the recipe's preset (its own agent's), unless one is given
+    assert parsed("serl/PandaPickCube-v0", "--agent", "drq").preset is None
+    assert parsed("serl/PandaPickCube-v0", "--agent", "drq", "--preset", "drq").preset == "drq"
+    # the run directory follows the agent and seed; --resume takes the newest one
+    assert parsed(vision, "--agent", "sac", "--seed", "2").run_dir == default_run_dir(
+        vision, "sac", 2
+    )
+    (tmp_path / recipe("Pendulum-v1").run_dir).mkdir(parents=True)
+    assert parsed("Pendulum-v1").run_dir.endswith("sac-s0-2")
+    assert parsed("Pendulum-v1", "--resume").run_dir.endswith("sac-s0")
+    # --encoder and --pretrained join the overrides given as JSON
+    cfg = parsed(
+        vision,
+        "--encoder",
+        "resnet10",
+        "--pretrained",
+        "w.pkl",
+        "--agent-overrides",
+        '{"encoder": {"dropout_rate": 0.2}, "discount": 0.9}',
+    )
+    encoder = cfg.agent_config.encoder
+    assert (encoder.backbone, encoder.dropout_rate, cfg.agent_config.discount) == (
+        "resnet10",
+        0.2,
+        0.9,
+    )
+    assert encoder.pretrained_path == str(tmp_path / "w.pkl")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from train_helpers import SHORT_RUN, TINY_DRQ
+from train_helpers import SHORT_RUN, TINY_VICE
 
 from serl.agents import vice
 from serl.cli import main
@@ -22,18 +22,6 @@ from serl.train.run_checkpoints import latest_checkpoint, load_checkpoint
 
 VISION = "serl/PandaPickCubeVision-v0"
 SMALL = {"image_size": 32}
-TINY_VICE = {
-    **TINY_DRQ,
-    # no mixup or gradient penalty: they double the compile time (test_vice covers them)
-    "classifier": {
-        "batch_size": 8,
-        "image_size": None,
-        "hidden_dims": [8],
-        "encoder": {"bottleneck_dim": 8},
-        "mixup_alpha": 0.0,
-        "grad_penalty": 0.0,
-    },
-}
 
 
 def store_of(path, schema, episodes, attrs):

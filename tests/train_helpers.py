@@ -1,5 +1,15 @@
 """Settings shared by the tests that run a whole tiny `serl train` (a DrQ, 40 env steps)."""
 
+import socket
+
+
+def free_port() -> int:
+    """A port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 # a DrQ small enough to compile and step in seconds
 TINY_DRQ = {
     "hidden_dims": [16, 16],
@@ -17,4 +27,18 @@ SHORT_RUN = {
     "eval_every": 40,
     "eval_episodes": 1,
     "pace_slack": 20,
+}
+
+# a VICE as small: no mixup or gradient penalty, which double the compile time (test_vice
+# covers them)
+TINY_VICE = {
+    **TINY_DRQ,
+    "classifier": {
+        "batch_size": 8,
+        "image_size": None,
+        "hidden_dims": [8],
+        "encoder": {"bottleneck_dim": 8},
+        "mixup_alpha": 0.0,
+        "grad_penalty": 0.0,
+    },
 }

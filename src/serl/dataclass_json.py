@@ -13,12 +13,41 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
+
+import tyro
+
+from serl.errors import ConfigError
 
 T = TypeVar("T")
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A JSON object given as text (a command-line flag's value)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"not valid JSON ({e}): {text!r}") from e
+    if not isinstance(value, dict):
+        raise ConfigError(f"must be a JSON object, got {text!r}")
+    return value
+
+
+# A dict field that the command line takes as one JSON object (e.g. --env-kwargs '{"a": 1}').
+JsonObject = Annotated[
+    dict[str, Any],
+    tyro.constructors.PrimitiveConstructorSpec(
+        nargs=1,
+        metavar="JSON",
+        instance_from_str=lambda args: json_object(args[0]),
+        is_instance=lambda value: isinstance(value, dict),
+        str_from_instance=lambda value: [json.dumps(value)],
+    ),
+]
 
 
 def decode(cls: type[T], data: Any, where: str = "") -> T:
@@ -30,11 +59,11 @@ def decode_fields(cls: type, data: Any, where: str = "") -> dict[str, Any]:
     """Some fields of dataclass `cls` from JSON, decoded (e.g. to `dataclasses.replace` with)."""
     where = where or cls.__name__
     if not isinstance(data, Mapping):
-        raise ValueError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}")
     hints = _field_types(cls)
     unknown = sorted(set(data) - set(hints))
     if unknown:
-        raise ValueError(f"{where}: unknown fields {unknown}; known: {sorted(hints)}")
+        raise ConfigError(f"{where}: unknown fields {unknown}; known: {sorted(hints)}")
     return {k: _value(hints[k], v, f"{where}.{k}") for k, v in data.items()}
 
 

@@ -44,6 +44,7 @@ from zarr.core.sync import sync  # runs on zarr's own loop: also inside Jupyter'
 
 from serl.data.replay import Buffer
 from serl.data.schema import Episode, Schema, check_episode
+from serl.errors import ConfigError, PathExists, PathNotFound, ProcessFailed
 
 FORMAT = "serl.episode_store"
 VERSION = 1
@@ -72,7 +73,7 @@ class EpisodeStore:
         """Create an empty store at `path` (which must not exist) and open it for appending."""
         path = Path(path)
         if path.exists():
-            raise FileExistsError(f"{path}: already exists; use EpisodeStore.open to append")
+            raise PathExists(f"{path}: already exists; use EpisodeStore.open to append")
         attrs = {"format": FORMAT, "version": VERSION, "schema": schema.to_json(), "layout": LAYOUT}
         root = zarr.open_group(path, mode="w-", attributes={"serl": attrs})
         root.create_group("episodes")
@@ -86,9 +87,9 @@ class EpisodeStore:
         try:
             attrs = zarr.open_group(path, mode="r").attrs.asdict().get("serl", {})
         except FileNotFoundError as e:
-            raise FileNotFoundError(f"{path}: no episode store here") from e
+            raise PathNotFound(f"{path}: no episode store here") from e
         if attrs.get("format") != FORMAT or attrs.get("version") != VERSION:
-            raise ValueError(f"{path}: not a {FORMAT} version {VERSION} store")
+            raise ConfigError(f"{path}: not a {FORMAT} version {VERSION} store")
         lock_fd = None
         if writable:
             lock_fd = os.open(path / "zarr.json", os.O_RDONLY)
@@ -96,7 +97,7 @@ class EpisodeStore:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(lock_fd)
-                raise RuntimeError(f"{path}: another process is appending to this store") from None
+                raise ProcessFailed(f"{path}: another process is appending to this store") from None
             shutil.rmtree(path / _INCOMPLETE, ignore_errors=True)  # a killed writer's leftovers
         return cls(path, Schema.from_json(attrs["schema"]), lock_fd)
 

@@ -1,4 +1,9 @@
-"""Actor side of the transport: a client that never blocks the env loop nor loses acked data."""
+"""Actor side of the transport: a client that never blocks the env loop nor loses acked data.
+
+One piece (over ~450 lines) because the send queue, the disk spill, the sender thread's
+retries and the parameter poller share one lock and one sequence numbering: the exactly-once
+guarantee is the sum of them and reads best in one place.
+"""
 
 from __future__ import annotations
 

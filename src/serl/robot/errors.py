@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from serl.errors import UserError
+
 
 class RobotError(Exception):
     """Base class of every robot-side error."""
@@ -39,5 +41,5 @@ class CameraTimeout(RobotError):
     """No fresh camera frame arrived within the read timeout."""
 
 
-class HardwareUnavailable(RobotError):
+class HardwareUnavailable(RobotError, UserError):
     """A hardware driver's Python package (pylibfranka, pyrealsense2, pymodbus, cv2) is missing."""

@@ -6,6 +6,10 @@ the state. The server owns the safety logic no client can skip: every number mus
 targets must lie inside the configured workspace, a watchdog holds the arm when commands stop,
 faults refuse commands until an explicit `POST /recover`, and recoveries are rate-limited so a
 robot that keeps faulting waits for a person. Quaternions are [x, y, z, w] everywhere.
+
+One piece (over ~450 lines) because the routes, the request models and the safety state they
+check (watchdog, fault latch, recovery limit, one lock over the backend) are one contract: the
+OpenAPI schema a client generates from is this file.
 """
 
 import asyncio

@@ -19,6 +19,7 @@ from serl.data import (
     step_runs,
 )
 from serl.data.replay import Buffer
+from serl.errors import ConfigError
 from serl.train.config import TrainConfig
 from serl.train.demos import is_success
 from serl.train.envs import chunk_episode
@@ -80,7 +81,7 @@ class RunBuffers:
         cfg, demos = self.cfg, self.make()
         with EpisodeStore.open(path) as store:
             if store.schema != raw_schema:
-                raise ValueError(f"{path}: demo schema differs from {cfg.env_id}'s")
+                raise ConfigError(f"{path}: demo schema differs from {cfg.env_id}'s")
             for stored, attrs in store.items():
                 episode = chunk_episode(stored, cfg.obs_horizon, cfg.act_exec_horizon)
                 add_episode(demos, self.featurize(episode))
@@ -118,21 +119,21 @@ def store_goal_examples(
         theirs = store.schema.obs_specs
         bad = [k for k in keys if theirs.get(k) != specs[k]]
         if bad:
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: goal examples need per-frame cameras {[(k, specs[k]) for k in bad]} "
                 f"(the env's), found {[(k, theirs.get(k)) for k in bad]}"
             )
         for i, (episode, attrs) in enumerate(store.items()):
             labels = np.asarray(attrs.get("labels", np.ones(len(episode) + 1)), np.int64)
             if len(labels) != len(episode) + 1:
-                raise ValueError(
+                raise ConfigError(
                     f"{path}: episode {i} has {len(labels)} labels for {len(episode) + 1} frames"
                 )
             for k in keys:
                 stacks = stack_frames(episode.observations[k], obs_horizon, stride)
                 parts[k].append(stacks[labels == 1])
     if not sum(len(v) for v in parts[keys[0]]):
-        raise ValueError(f"{path}: no positive frames to use as goal examples")
+        raise ConfigError(f"{path}: no positive frames to use as goal examples")
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 

@@ -7,11 +7,15 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import tyro
+from tyro.conf import Positional
 
 from serl.agents import PRESETS, GripperSACConfig, VICEConfig, get_preset
 from serl.agents.api import AgentConfig
-from serl.dataclass_json import decode, merge
+from serl.dataclass_json import JsonObject, decode, merge
+from serl.errors import ConfigError, PathNotFound
 
 AgentName = Literal["sac", "drq", "bc", "vice"]
 DEFAULT_PRESET = {"sac": "sac_state", "drq": "drq_small", "bc": "bc", "vice": "vice_small"}
@@ -21,20 +25,21 @@ DEFAULT_PRESET = {"sac": "sac_state", "drq": "drq_small", "bc": "bc", "vice": "v
 class TrainConfig:
     """Everything a learner and its actors need; written to RUN_DIR/config.json."""
 
-    env_id: str
-    agent: AgentName = "sac"
-    preset: str | None = None  # agent preset (serl.agents.PRESETS); None: the agent's default
-    agent_overrides: dict[str, Any] = field(default_factory=dict)  # preset fields to change
-    demos: str | None = None  # episode store of demonstrations
-    num_demos: int = 0  # scripted demos recorded into RUN_DIR/demos when `demos` is None
+    # a serl env id, or any gymnasium env with Box (or dict of Box) spaces
+    env_id: Annotated[Positional[str], tyro.conf.arg(metavar="ENV_ID")]
+    agent: AgentName = "sac"  # sac (state), drq (cameras), bc, or vice (drq learning its reward)
+    preset: str | None = None  # an agent preset of serl.agents.PRESETS; None: the agent's default
+    agent_overrides: JsonObject = field(default_factory=dict)  # preset fields to change (nested)
+    demos: str | None = None  # an episode store of demonstrations (from record-demos)
+    num_demos: int = 0  # scripted demos recorded into RUN_DIR/demos when --demos is not given
     demo_fraction: float = 0.5  # share of each batch drawn from the demos (RLPD)
-    goal_examples: str | None = None  # VICE's positives: an episode store (labelled: its 1s)
-    obs_horizon: int = 1  # observations are stacks of this many agent steps (Chunking)
-    act_exec_horizon: int = 1  # env actions one agent step executes open-loop (Chunking)
-    env_steps: int = 20_000  # total over all actors
-    seed: int = 0
-    run_dir: str = "runs/default"
-    actors: int = 1
+    goal_examples: str | None = None  # VICE's positives (a store); default: the demos' last frames
+    obs_horizon: int = 1  # the agent sees stacks of its last T observations
+    act_exec_horizon: int = 1  # each agent step runs a chunk of K env actions open-loop
+    env_steps: int = 20_000  # env steps in all, over all actors (agent steps with chunks)
+    seed: int = 0  # seeds the envs, the agent and the replay sampler
+    run_dir: str = "runs/default"  # the run's directory
+    actors: int = 1  # actor processes
     random_steps: int = 1_000  # uniform random actions first (per actor)
     training_starts: int = 1_000  # online transitions before the first update
     updates_per_env_step: float = 0.5  # learner steps per env step: actors wait past it
@@ -43,13 +48,13 @@ class TrainConfig:
     checkpoint_every: int = 2_000  # learner steps between checkpoints
     log_every: int = 100  # learner steps between TensorBoard scalars
     eval_every: int = 2_000  # env steps (of actor 0) between evaluations
-    eval_episodes: int = 10
-    replay_capacity: int = 1_000_000
+    eval_episodes: int = 10  # episodes per evaluation
+    replay_capacity: int = 1_000_000  # transitions the online buffer holds
     jpeg_quality: int | None = None  # JPEG-compress camera frames in the replay buffer
     normalize_observations: bool = True  # standardise non-image keys with the demos' statistics
-    env_kwargs: dict[str, Any] = field(default_factory=dict)  # gym.make kwargs (e.g. image_size)
-    host: str = "127.0.0.1"
-    port: int = 0  # 0: any free port
+    env_kwargs: JsonObject = field(default_factory=dict)  # gym.make arguments (demos' too)
+    host: str = "127.0.0.1"  # the learner's address (0.0.0.0 for actors on other machines)
+    port: int = 0  # the learner's port; 0: any free port
 
     def __post_init__(self) -> None:
         checks = {
@@ -69,12 +74,12 @@ class TrainConfig:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = {name: getattr(self, name) for name in bad}
-            raise ValueError(f"invalid training config values: {values}")
+            raise ConfigError(f"invalid training config values: {values}")
         if self.agent == "bc" and not (self.demos or self.num_demos):
-            raise ValueError("agent 'bc' learns from demonstrations: give --demos or --num-demos")
+            raise ConfigError("agent 'bc' learns from demonstrations: give --demos or --num-demos")
         self._check_vice()
         if self.act_exec_horizon > 1 and isinstance(self._preset(), GripperSACConfig):
-            raise ValueError(
+            raise ConfigError(
                 "the gripper critic reads one action's last entry: it cannot "
                 "train on action chunks (act_exec_horizon > 1)"
             )
@@ -85,22 +90,22 @@ class TrainConfig:
     def _check_vice(self) -> None:
         preset = self._preset()
         if self.agent == "vice" and preset is not None and not isinstance(preset, VICEConfig):
-            raise ValueError(
+            raise ConfigError(
                 f"agent 'vice' needs a VICE preset (e.g. vice_small), got {self.preset!r}"
             )
         if not self.uses_vice:
             if self.goal_examples:
-                raise ValueError("goal_examples are read only by agent 'vice' (--agent vice)")
+                raise ConfigError("goal_examples are read only by agent 'vice' (--agent vice)")
             return
         if not (self.goal_examples or self.demos or self.num_demos):
-            raise ValueError(
+            raise ConfigError(
                 "agent 'vice' trains its reward classifier on goal examples: give "
                 "--goal-examples PATH (an episode store of success frames), or --demos PATH / "
                 "--num-demos N (the final frames of their successful episodes)"
             )
         encoder = getattr(self.agent_config, "encoder", None)
         if encoder is not None and encoder.cache_features:
-            raise ValueError(
+            raise ConfigError(
                 "agent 'vice' reads camera frames in its classifier: it cannot run on cached "
                 "features (encoder.cache_features) yet; use its preset vice_small"
             )
@@ -127,7 +132,7 @@ class TrainConfig:
         try:
             return merge(preset, self.agent_overrides, "agent_overrides")
         except TypeError as e:  # a nested override for a field that is not a config
-            raise ValueError(f"agent_overrides: {e}") from e
+            raise ConfigError(f"agent_overrides: {e}") from e
 
     @property
     def path(self) -> Path:
@@ -155,7 +160,7 @@ class TrainConfig:
         """Read RUN_DIR/config.json."""
         path = Path(run_dir) / "config.json"
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no training config (is {run_dir} a serl run?)")
+            raise PathNotFound(f"{path}: no training config (is {run_dir} a serl run?)")
         return cls.from_json(json.loads(path.read_text()))
 
 

@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 
 from serl.data import Episode, EpisodeStore
+from serl.errors import ConfigError
 from serl.train.config import TrainConfig
 from serl.train.envs import make_env
 from serl.train.rollout import run_episode
@@ -114,7 +115,7 @@ def replay_video(
         items = list(itertools.islice(store.items(), episodes))
         image_keys = store.schema.image_keys
     if not items:
-        raise ValueError(f"{path}: no episodes to replay")
+        raise ConfigError(f"{path}: no episodes to replay")
     frames: list[np.ndarray] = []
     deviations: list[float] = []
     for episode, attrs in items:
@@ -126,7 +127,7 @@ def replay_video(
             continue
         ep_env = env_id or attrs.get("env_id")
         if ep_env is None or "seed" not in attrs:
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: episodes without images need an env id and a recorded "
                 "seed to be re-simulated (pass --env-id)"
             )

@@ -12,6 +12,7 @@ from gymnasium.wrappers import RescaleAction
 import serl.envs  # noqa: F401  (registers the serl/ ids)
 from serl.data import Episode, Schema, stack_frames
 from serl.envs import SimHumanRules, SimulatedHuman
+from serl.errors import ConfigError
 from serl.wrappers import Chunking, InterventionWrapper, control_period
 from serl.wrappers.observations import DictObservation
 
@@ -33,14 +34,14 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     try:
         env = gym.make(env_id, **kwargs)
     except (gym.error.Error, TypeError) as e:  # an unknown id; arguments the env does not take
-        raise ValueError(f"cannot make env {env_id!r}: {e}") from e
+        raise ConfigError(f"cannot make env {env_id!r}: {e}") from e
     if not isinstance(env.action_space, spaces.Box):
-        raise TypeError(
+        raise ConfigError(
             f"{env_id}: serl trains on Box action spaces, got {type(env.action_space).__name__}"
         )
     low, high = env.action_space.low, env.action_space.high
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-        raise ValueError(f"{env_id}: the action space must be bounded, got [{low}, {high}]")
+        raise ConfigError(f"{env_id}: the action space must be bounded, got [{low}, {high}]")
     if not (np.allclose(low, -1.0) and np.allclose(high, 1.0)):
         # the policy's tanh squashing lives in [-1, 1]
         env = RescaleAction(env, -1.0, 1.0)
@@ -102,7 +103,7 @@ def chunk_episode(episode: Episode, obs_horizon: int, act_exec_horizon: int) -> 
 def check_intervention_chunks(kind: str, act_exec_horizon: int) -> None:
     """Refuse interventions under action chunks: a person replaces single env actions."""
     if kind != "none" and act_exec_horizon > 1:
-        raise ValueError(
+        raise ConfigError(
             f"intervention ({kind}) replaces single env actions: it cannot run with action "
             f"chunks (act_exec_horizon {act_exec_horizon}); use act_exec_horizon 1"
         )

@@ -9,6 +9,7 @@ import numpy as np
 from gymnasium.error import DependencyNotInstalled
 
 from serl.agents.policy import eval_actions
+from serl.errors import PathNotFound, ProcessFailed
 from serl.train.config import TrainConfig
 from serl.train.envs import chunk_env, make_env
 from serl.train.reports import write_video
@@ -25,7 +26,7 @@ def evaluate_run(
     cfg = TrainConfig.load(run_dir)
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
-        raise FileNotFoundError(f"{run_dir}: no complete checkpoint to evaluate yet")
+        raise PathNotFound(f"{run_dir}: no complete checkpoint to evaluate yet")
     agent, meta = load_checkpoint(checkpoint)
 
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
@@ -55,10 +56,10 @@ def _video_frames(cfg: TrainConfig, act: Any, episodes: int) -> list[np.ndarray]
     try:
         env = run_env(cfg, render_mode="rgb_array")
     except Exception as e:  # e.g. an env without an rgb_array render mode
-        raise RuntimeError(f"{cfg.env_id} cannot render video frames: {e}") from e
+        raise ProcessFailed(f"{cfg.env_id} cannot render video frames: {e}") from e
     try:
         return render_episodes(env, act, episodes, seed=EVAL_SEED)
     except DependencyNotInstalled as e:  # classic control draws with pygame, an extra
-        raise RuntimeError(f"{cfg.env_id} cannot render video frames: {e}") from e
+        raise ProcessFailed(f"{cfg.env_id} cannot render video frames: {e}") from e
     finally:
         env.close()

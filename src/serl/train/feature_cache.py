@@ -27,6 +27,7 @@ from serl.agents.common import (
     pretrained_backbone,
 )
 from serl.data import Episode, Schema
+from serl.errors import ConfigError
 from serl.networks import FEATURE_DTYPE, frame_features, make_backbone
 
 
@@ -35,9 +36,9 @@ class FeatureCache:
 
     def __init__(self, encoder: EncoderConfig, camera_keys: tuple[str, ...]) -> None:
         if not encoder.cache_features:
-            raise ValueError("FeatureCache needs an encoder with cache_features")
+            raise ConfigError("FeatureCache needs an encoder with cache_features")
         if encoder.pretrained_path is None:
-            raise ValueError(
+            raise ConfigError(
                 "cached features come from a pretrained backbone: set encoder.pretrained_path "
                 "(e.g. 'imagenet' for mobilenet_v2)"
             )
@@ -60,7 +61,7 @@ class FeatureCache:
         offsets = [tuple(o) for o in offsets if tuple(o) != (0, 0)]
         self.offsets = [(0, 0), *list(dict.fromkeys(offsets))[: encoder.cached_views - 1]]
         if len(self.offsets) < encoder.cached_views:
-            raise ValueError(
+            raise ConfigError(
                 f"cached_views={encoder.cached_views}: a shift pad of {pad} px "
                 f"gives only {len(self.offsets)} distinct views"
             )

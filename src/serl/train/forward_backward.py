@@ -10,8 +10,11 @@ Sim: `serl/PandaBinRelocation[Vision]-v0`, one env whose task is chosen per epis
 reset options. Real robot: `backward_env_id` names a second env over the same robot (e.g.
 serl/FrankaBinRelocationForward-v0 and serl/FrankaBinRelocationBackward-v0).
 
-RUN_DIR holds fb_config.json, episodes.csv (one row per episode) and, at the end,
-{forward,backward}/agent (agent checkpoints with their config JSON). The buffers, observation
+RUN_DIR holds fb_config.json, episodes.csv (one row per episode) and per direction
+{forward,backward}/replay (every finished episode, a crash-safe store), .../checkpoints (every
+`checkpoint_every` of its updates) and, at the end, .../agent. `resume` rebuilds the buffers
+from the replay and each agent from its newest checkpoint: an episode cut by the crash is
+lost whole, its updates are made again; a sim scene is placed again. The buffers, observation
 stacks and action chunks are those of `serl train` (`serl.train.buffers`, `serl.train.envs`).
 """
 
@@ -25,21 +28,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import gymnasium as gym
 import jax
 import numpy as np
+import tyro
 
 from serl.agents import api as agents
 from serl.agents import checkpoint as agent_checkpoint
 from serl.agents.policy import sample_actions
 from serl.dataclass_json import decode
+from serl.errors import PathExists, PathNotFound
 from serl.train.buffers import RunBuffers
 from serl.train.config import TrainConfig
 from serl.train.demos import with_observation_norm
 from serl.train.envs import chunk_env, env_schema, frame_schema, make_env
+from serl.train.replay_log import Fragment, ReplayLog
 from serl.train.rollout import Step, run_episode
+from serl.train.run_checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 DIRECTIONS = ("forward", "backward")
@@ -77,13 +84,13 @@ class ForwardBackwardConfig:
     each direction has its own.
     """
 
-    train: TrainConfig = field(default_factory=_default_train)
+    train: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=_default_train)
     backward_env_id: str | None = None  # a second env for the backward task (real robot)
-    forward_classifier: str | None = None  # saved reward classifiers; None: the env's reward
-    backward_classifier: str | None = None
+    forward_classifier: str | None = None  # its reward classifier; None: the env's reward
+    backward_classifier: str | None = None  # its reward classifier; None: the env's reward
     reward_threshold: float | None = None  # None: each classifier's own threshold
-    forward_demos: str | None = None  # episode stores of demos per direction
-    backward_demos: str | None = None
+    forward_demos: str | None = None  # an episode store of forward demos
+    backward_demos: str | None = None  # an episode store of backward demos
 
     def demos(self, direction: str) -> str | None:
         """The direction's demo store."""
@@ -109,7 +116,10 @@ class ForwardBackwardConfig:
     @classmethod
     def load(cls, run_dir: str | Path) -> ForwardBackwardConfig:
         """Read RUN_DIR/fb_config.json."""
-        return decode(cls, json.loads((Path(run_dir) / "fb_config.json").read_text()))
+        path = Path(run_dir) / "fb_config.json"
+        if not path.exists():
+            raise PathNotFound(f"{path}: no forward/backward run to resume here")
+        return decode(cls, json.loads(path.read_text()))
 
 
 Transition = dict[str, Any]
@@ -122,6 +132,7 @@ class ForwardBackwardTrainer:
         self,
         cfg: ForwardBackwardConfig,
         on_transition: Callable[[str, Transition], None] | None = None,
+        resume: bool = False,
     ) -> None:
         self.cfg = cfg
         train = cfg.train
@@ -144,11 +155,11 @@ class ForwardBackwardTrainer:
         self.action_dim = int(np.prod(self.envs["forward"].action_space.shape))
         self.agents: dict[str, Any] = {}
         self.buffers: dict[str, RunBuffers] = {}
+        self.replay: dict[str, ReplayLog] = {}
         self.steps = dict.fromkeys(DIRECTIONS, 0)
         self.updates = dict.fromkeys(DIRECTIONS, 0)
-        self.episodes: list[dict[str, Any]] = []
-        self.rng = np.random.default_rng(train.seed)
-        self.key = jax.random.PRNGKey(train.seed)
+        self.episodes: list[dict[str, Any]] = []  # this process's
+        self.episode_count = 0  # the run's
         self._started = False
         self.start_time = time.monotonic()
         for i, d in enumerate(DIRECTIONS):
@@ -156,6 +167,22 @@ class ForwardBackwardTrainer:
             if cfg.demos(d):
                 self.buffers[d].load_demos(cfg.demos(d), self.raw_schema)
             self.envs[d].action_space.seed(train.seed * 1000 + i)
+            self.replay[d] = ReplayLog(cfg.path / d / "replay", env_schema(self.envs[d]))
+            if resume:
+                self._resume(d)
+        # a resumed run draws new random numbers, not the first run's again
+        self.rng = np.random.default_rng([train.seed, self.episode_count])
+        self.key = jax.random.PRNGKey(train.seed + 7919 * self.episode_count)
+
+    def _resume(self, direction: str) -> None:
+        """The direction's buffer from its replay, its agent from its newest checkpoint."""
+        held = self.replay[direction].reload(self.buffers[direction].insert)
+        self.steps[direction] = held.env_steps
+        self.episode_count += len(self.replay[direction].store)
+        checkpoint = latest_checkpoint(self.cfg.path / direction)
+        if checkpoint is not None:
+            self.agents[direction], meta = load_checkpoint(checkpoint)
+            self.updates[direction] = meta["updates"]
 
     def _with_reward(self, env: gym.Env, classifier: str | None) -> gym.Env:
         if classifier is None:
@@ -198,6 +225,7 @@ class ForwardBackwardTrainer:
         """One episode of `direction` from wherever the scene is; returns its record."""
         env = self.envs[direction]
         learned = False
+        updates_before = self.updates[direction]
 
         def act(obs: Any) -> np.ndarray:
             self.agent(direction, obs)
@@ -224,11 +252,17 @@ class ForwardBackwardTrainer:
             None if self._started else self.cfg.train.seed
         )  # seeded once: later resets keep state
         options = {"task": direction} if self.shared else None
-        run = run_episode(env, act, seed, options, on_step=on_step, keep=False)
+        run = run_episode(env, act, seed, options, on_step=on_step)
         self._started = True
+        self.replay[direction].append_batch(
+            direction, self.episode_count + 1, [Fragment(run.episode(), [])]
+        )
+        every = self.cfg.train.checkpoint_every
+        if self.updates[direction] // every > updates_before // every:
+            self._checkpoint(direction)
         start_block, end_block = run.infos[0].get("block_pos"), run.infos[-1].get("block_pos")
         record = {
-            "episode": len(self.episodes),
+            "episode": self.episode_count,
             "direction": direction,
             "env_step": sum(self.steps.values()),
             "steps": len(run),
@@ -241,7 +275,15 @@ class ForwardBackwardTrainer:
             "end_block": None if end_block is None else np.asarray(end_block).tolist(),
         }
         self.episodes.append(record)
+        self.episode_count += 1
         return record
+
+    def _checkpoint(self, direction: str) -> None:
+        """Checkpoint the direction's agent (a no-op at an update count already saved)."""
+        meta = {"env_steps": self.steps[direction]}
+        save_checkpoint(
+            self.cfg.path / direction, self.agents[direction], self.updates[direction], meta
+        )
 
     def run(self, episodes: int | None = None) -> list[dict[str, Any]]:
         """Alternate forward and backward episodes until `env_steps` (or `episodes`) are done."""
@@ -249,7 +291,7 @@ class ForwardBackwardTrainer:
         while sum(self.steps.values()) < self.cfg.train.env_steps and (
             episodes is None or i < episodes
         ):
-            record = self.run_episode(DIRECTIONS[len(self.episodes) % 2])
+            record = self.run_episode(DIRECTIONS[self.episode_count % 2])
             append_row(self.cfg.path / "episodes.csv", record)
             log.info(
                 "episode %d %s: %d steps, success %s",
@@ -262,15 +304,20 @@ class ForwardBackwardTrainer:
         return self.episodes
 
     def save(self) -> dict[str, Path]:
-        """Checkpoint both agents under RUN_DIR/{forward,backward}/agent."""
+        """Both agents as they end: RUN_DIR/{forward,backward}/agent, and a checkpoint each (a
+        resumed run goes on from them)."""
+        for d in self.agents:
+            self._checkpoint(d)
         return {
             d: agent_checkpoint.save(s, self.cfg.path / d / "agent") for d, s in self.agents.items()
         }
 
     def close(self) -> None:
-        """Close the env(s)."""
+        """Close the env(s) and the replay stores."""
         for env in {id(e): e for e in self.envs.values()}.values():
             env.close()
+        for replay in self.replay.values():
+            replay.close()
 
 
 def append_row(path: Path, record: dict[str, Any]) -> None:
@@ -284,15 +331,28 @@ def append_row(path: Path, record: dict[str, Any]) -> None:
         writer.writerow(record)
 
 
-def train_forward_backward(cfg: ForwardBackwardConfig) -> dict[str, Any]:
-    """The whole run: alternate until `env_steps`, checkpoint both agents, summarise."""
+def train_forward_backward(cfg: ForwardBackwardConfig, resume: bool = False) -> dict[str, Any]:
+    """The whole run: alternate until `env_steps`, checkpoint both agents, summarise. `resume`
+    continues the run in `cfg`'s run dir (its saved config, with `cfg`'s env steps)."""
+    if resume:
+        saved = ForwardBackwardConfig.load(cfg.path)
+        train = dataclasses.replace(saved.train, env_steps=cfg.train.env_steps)
+        cfg = dataclasses.replace(saved, train=train)
+    elif any(
+        latest_checkpoint(cfg.path / d) or (cfg.path / d / "replay").exists() for d in DIRECTIONS
+    ):
+        raise PathExists(
+            f"{cfg.path} already holds a run; continue it with --resume or choose another --run-dir"
+        )
     cfg.save()
-    trainer = ForwardBackwardTrainer(cfg)
+    trainer = ForwardBackwardTrainer(cfg, resume=resume)
     try:
-        episodes = trainer.run()
+        trainer.run()
         trainer.save()
     finally:
         trainer.close()
+    with (cfg.path / "episodes.csv").open(newline="") as f:
+        episodes = list(csv.DictReader(f))  # the whole run's, a resumed one's too
     summary: dict[str, Any] = {
         "run_dir": str(cfg.path),
         "episodes": len(episodes),
@@ -305,7 +365,9 @@ def train_forward_backward(cfg: ForwardBackwardConfig) -> dict[str, Any]:
             "episodes": len(mine),
             "env_steps": trainer.steps[d],
             "updates": trainer.updates[d],
-            "success_last_10": float(np.mean([e["success"] for e in last])) if last else 0.0,
+            "success_last_10": float(np.mean([e["success"] == "True" for e in last]))
+            if last
+            else 0.0,
         }
     (cfg.path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

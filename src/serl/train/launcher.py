@@ -21,6 +21,7 @@ from typing import Any
 from tqdm import tqdm
 
 from serl.data import EpisodeStore, Schema
+from serl.errors import ConfigError, PathExists, PathNotFound, ProcessFailed
 from serl.networks import resolve_pretrained
 from serl.train.config import TrainConfig
 from serl.train.envs import env_schema, make_env
@@ -68,7 +69,7 @@ def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
     if resume and (run / "config.json").exists():
         cfg = dataclasses.replace(TrainConfig.load(run), env_steps=cfg.env_steps)
     elif latest_checkpoint(run) is not None:
-        raise FileExistsError(
+        raise PathExists(
             f"{run} already holds a run; continue it with --resume or choose another --run-dir"
         )
     schema = _check_env(cfg)
@@ -104,10 +105,10 @@ def _check_store(flag: str, path: str | None, schema: Schema | None) -> None:
     if path is None:
         return
     if not Path(path).exists():
-        raise FileNotFoundError(f"{flag} {path}: no such episode store")
+        raise PathNotFound(f"{flag} {path}: no such episode store")
     with EpisodeStore.open(path) as store:
         if schema is not None and store.schema != schema:
-            raise ValueError(
+            raise ConfigError(
                 f"{flag} {path}: its observations and actions differ from the env's "
                 f"(store: {store.schema.to_json()}, env: {schema.to_json()})"
             )
@@ -145,12 +146,12 @@ class Launcher:
             if address:
                 return address
             if self.learner.poll() is not None:
-                raise RuntimeError(
+                raise ProcessFailed(
                     f"the learner exited ({_exit_name(self.learner.returncode)}) before listening: "
                     + _crash_report(self.logs / "learner.log")
                 )
             time.sleep(0.2)
-        raise TimeoutError(f"the learner did not start listening within {timeout:.0f} s")
+        raise ProcessFailed(f"the learner did not start listening within {timeout:.0f} s")
 
     def _start_actor(self, index: int) -> subprocess.Popen:
         # a restarted actor learns from the learner how many of its steps are stored
@@ -219,7 +220,7 @@ class Launcher:
                 continue
             if self.restarts >= MAX_ACTOR_RESTARTS:
                 log = self.logs / f"actor-{index}.log"
-                raise RuntimeError(f"actor {index} keeps failing: {_crash_report(log)}")
+                raise ProcessFailed(f"actor {index} keeps failing: {_crash_report(log)}")
             self.restarts += 1
             tqdm.write(f"actor {index} exited with {code}; restarting it")
             self.actors[index] = self._start_actor(index)

@@ -26,6 +26,7 @@ from serl.agents.persist import leaf_hashes
 from serl.data import Schema
 from serl.data.schema import check_obs
 from serl.distributed import LearnerServer, Transitions
+from serl.errors import ConfigError, PathExists
 from serl.train.buffers import RunBuffers, sample_goals, store_goal_examples
 from serl.train.config import TrainConfig
 from serl.train.demos import with_observation_norm
@@ -58,7 +59,7 @@ class Learner:
         self.run = cfg.path
         checkpoint = latest_checkpoint(self.run)
         if checkpoint is not None and not resume:
-            raise FileExistsError(
+            raise PathExists(
                 f"{self.run} already holds a run (checkpoint {checkpoint.name}); "
                 "continue it with --resume or choose another --run-dir"
             )
@@ -146,7 +147,7 @@ class Learner:
             )
         goals = self.buffers.demo_goals
         if not goals:
-            raise ValueError(
+            raise ConfigError(
                 f"agent 'vice': none of the demos in {cfg.demos} succeeded, so they give no "
                 "goal examples; give --goal-examples PATH (an episode store of success frames)"
             )

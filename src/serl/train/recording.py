@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from serl.data import EpisodeStore
 from serl.envs import make_expert
+from serl.errors import ConfigError, ProcessFailed
 from serl.train.envs import LABEL_ENV_KWARGS, env_schema, make_env
 from serl.train.rollout import Rollout, run_episode
 
@@ -128,9 +129,9 @@ def record_demos(
     Each episode is stored with attrs {"env_id", "expert", "seed", "success"}.
     """
     if expert not in EXPERTS:
-        raise ValueError(f"expert must be one of {EXPERTS}, got {expert!r}")
+        raise ConfigError(f"expert must be one of {EXPERTS}, got {expert!r}")
     if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+        raise ConfigError(f"episodes must be >= 1, got {episodes}")
     env = make_env(env_id, **dict(env_kwargs or {}))
     store = EpisodeStore.create(out, env_schema(env))
     try:
@@ -173,7 +174,7 @@ def _record_scripted(
     with tqdm(total=episodes, desc=f"demos {env_id}", unit="ep") as bar:
         while kept < episodes:
             if attempts >= max_attempts_factor * episodes:
-                raise RuntimeError(
+                raise ProcessFailed(
                     f"only {kept} of {attempts} expert episodes succeeded; kept {kept} in "
                     f"{store.path}"
                 )
@@ -260,13 +261,13 @@ def _open_viewer(env: Any) -> Any:
     """A passive MuJoCo viewer window on the sim (the person needs to see what they drive)."""
     base = env.unwrapped
     if not hasattr(base, "model"):
-        raise RuntimeError(f"{type(base).__name__} has no MuJoCo model to view; use --no-viewer")
+        raise ProcessFailed(f"{type(base).__name__} has no MuJoCo model to view; use --no-viewer")
     try:
         import mujoco.viewer
 
         return mujoco.viewer.launch_passive(base.model, base.data)
     except Exception as e:  # no display, no GLFW
-        raise RuntimeError(f"cannot open the MuJoCo viewer ({e}); use --no-viewer") from e
+        raise ProcessFailed(f"cannot open the MuJoCo viewer ({e}); use --no-viewer") from e
 
 
 # -- success-labelled episodes --------------------------------------------------------------
@@ -276,7 +277,7 @@ def sim_policy(env: Any, kind: str, rng: np.random.Generator, noise: float) -> C
     """An episode's labelling policy: the scripted expert, the expert then random actions from a
     random step on (drops, re-grasps: varied positives and negatives), or random actions."""
     if kind not in SIM_POLICIES:
-        raise ValueError(f"policy must be one of {SIM_POLICIES}, got {kind!r}")
+        raise ConfigError(f"policy must be one of {SIM_POLICIES}, got {kind!r}")
     if kind == "random":
         return lambda obs: rng.uniform(-1.0, 1.0, env.action_space.shape)
     expert = make_expert(env, noise=noise, seed=int(rng.integers(2**31)))
@@ -319,7 +320,7 @@ def record_transitions(
     open `teleop` device a person drives and labels. Returns a summary (frames, positives).
     """
     if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+        raise ConfigError(f"episodes must be >= 1, got {episodes}")
     kwargs = dict(LABEL_ENV_KWARGS.get(env_id, {}) if env_kwargs is None else env_kwargs)
     env = make_env(env_id, **kwargs)
     rng = np.random.default_rng(seed)

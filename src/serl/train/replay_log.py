@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from serl.data import Episode, EpisodeBuilder, EpisodeStore, Schema
+from serl.errors import ConfigError
 from serl.train.run_files import SENT_FEATURES
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class ReplayLog:
         if path.exists():
             self.store = EpisodeStore.open(path, writable=True)
             if self.store.schema != schema:
-                raise ValueError(f"{path}: replay schema differs from the env's")
+                raise ConfigError(f"{path}: replay schema differs from the env's")
         else:
             self.store = EpisodeStore.create(path, schema)
         self.path = path

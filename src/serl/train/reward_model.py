@@ -15,6 +15,7 @@ import numpy as np
 
 from serl.agents import classifier as clf
 from serl.data import EpisodeStore
+from serl.errors import ConfigError
 from serl.train.envs import make_env
 from serl.train.run_files import RewardConfig
 
@@ -55,13 +56,13 @@ def load_labelled(paths: Iterable[str | Path], keys: Sequence[str] | None = None
         with EpisodeStore.open(path) as store:
             use = tuple(keys) if keys is not None else store.schema.image_keys
             if not use:
-                raise ValueError(f"{path}: no camera observations to classify")
+                raise ConfigError(f"{path}: no camera observations to classify")
             for i, (ep, attrs) in enumerate(store.items()):
                 if "labels" not in attrs:
-                    raise ValueError(f"{path}: episode {i} has no labels (record-transitions)")
+                    raise ConfigError(f"{path}: episode {i} has no labels (record-transitions)")
                 lab = np.asarray(attrs["labels"], np.int64)
                 if len(lab) != len(ep) + 1:
-                    raise ValueError(
+                    raise ConfigError(
                         f"{path}: episode {i} has {len(lab)} labels for {len(ep) + 1} frames"
                     )
                 for k in use:
@@ -71,7 +72,7 @@ def load_labelled(paths: Iterable[str | Path], keys: Sequence[str] | None = None
                 seeds.append(np.full(len(lab), int(attrs.get("seed", -1))))
                 ep_id += 1
     if not labels:
-        raise ValueError("no labelled episodes found")
+        raise ConfigError("no labelled episodes found")
     return LabelledFrames(
         {k: np.concatenate(v) for k, v in frames.items()},
         np.concatenate(labels),
@@ -87,7 +88,7 @@ def split_episodes(
     ids = np.unique(data.episode)
     n_out = max(1, round(fraction * len(ids))) if fraction > 0 else 0
     if n_out >= len(ids):
-        raise ValueError(f"cannot hold out {n_out} of {len(ids)} episodes")
+        raise ConfigError(f"cannot hold out {n_out} of {len(ids)} episodes")
     out_ids = rng.choice(ids, size=n_out, replace=False)
     held = np.isin(data.episode, out_ids)
     return data.subset(~held), data.subset(held)
@@ -97,7 +98,7 @@ def balanced_indices(labels: np.ndarray, n: int, rng: np.random.Generator) -> np
     """n indices, half positives and half negatives (class balancing by sampling)."""
     pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
     if not len(pos) or not len(neg):
-        raise ValueError(f"need both classes to train: {len(pos)} positive, {len(neg)} negative")
+        raise ConfigError(f"need both classes to train: {len(pos)} positive, {len(neg)} negative")
     half = n // 2
     return np.concatenate([rng.choice(pos, half), rng.choice(neg, n - half)])
 
@@ -199,6 +200,35 @@ def plot_calibration(
 # -- training -------------------------------------------------------------------------------
 
 
+def classifier_config(
+    backbone: str,
+    pretrained: str | Path | None,
+    image_keys: tuple[str, ...] | None,
+    image_size: int | None,
+    batch_size: int,
+) -> clf.ClassifierConfig:
+    """The classifier `serl train-classifier` trains: the small encoder trained here, or a
+    frozen pretrained backbone (mobilenet_v2: drq_cached's, its features cached per frame)."""
+    encoder = clf.ClassifierConfig().encoder
+    weights = str(pretrained) if pretrained else None
+    if backbone == "mobilenet_v2":
+        encoder = dataclasses.replace(
+            encoder,
+            backbone=backbone,
+            freeze_backbone=True,
+            feature_stride=16,
+            cache_features=True,
+            pretrained_path=weights or "imagenet",
+        )
+    elif backbone != encoder.backbone or pretrained is not None:
+        encoder = dataclasses.replace(
+            encoder, backbone=backbone, freeze_backbone=weights is not None, pretrained_path=weights
+        )
+    return clf.ClassifierConfig(
+        encoder=encoder, image_keys=image_keys, image_size=image_size, batch_size=batch_size
+    )
+
+
 def train_classifier(
     stores: Sequence[str | Path],
     out: Path,
@@ -230,7 +260,7 @@ def train_classifier(
         test = load_labelled(eval_stores, tuple(data.frames))
         shared = set(np.unique(data.seeds)) & set(np.unique(test.seeds)) - {-1}
         if shared:
-            raise ValueError(f"held-out stores reuse training seeds {sorted(shared)[:5]}")
+            raise ConfigError(f"held-out stores reuse training seeds {sorted(shared)[:5]}")
     else:
         data, test = split_episodes(data, holdout_fraction, rng)
     fit, val = split_episodes(data, val_fraction, rng)

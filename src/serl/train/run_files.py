@@ -8,11 +8,13 @@ import dataclasses
 import json
 import os
 import secrets
+import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from serl.data import Schema
 from serl.dataclass_json import decode
+from serl.errors import ConfigError
 from serl.train.envs import LABEL_ENV_KWARGS
 
 if TYPE_CHECKING:
@@ -42,10 +44,12 @@ class RunFile:
         try:
             return decode(cls, json.loads(path.read_text()))
         except (json.JSONDecodeError, TypeError, ValueError) as e:
-            raise ValueError(f"{path}: not a valid {cls.__name__}: {e}") from e
+            raise ConfigError(f"{path}: not a valid {cls.__name__}: {e}") from e
 
 
-INTERVENERS = ("none", "sim", "spacemouse", "gamepad", "keyboard")
+# who may take over a training episode: nobody, the simulated human, or a person at a device
+Intervener = Literal["none", "sim", "spacemouse", "gamepad", "keyboard"]
+INTERVENERS = typing.get_args(Intervener)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,14 +61,14 @@ class InterventionConfig(RunFile):
     """
 
     FILE: ClassVar[str] = "intervention.json"
-    kind: str = "none"
+    kind: Intervener = "none"
     hold_s: float = 0.5  # device interventions last this long after the last input
     action_scale: float = 0.3  # a device's full deflection, as a fraction of the action range
     sim_rules: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in INTERVENERS:
-            raise ValueError(f"intervene: expected one of {INTERVENERS}, got {self.kind!r}")
+            raise ConfigError(f"intervene: expected one of {INTERVENERS}, got {self.kind!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,8 @@ from typing import ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from serl.errors import UserError
+
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 
@@ -34,8 +36,8 @@ class Event(enum.StrEnum):
     STOP = "stop"  # end the session
 
 
-class DeviceError(RuntimeError):
-    """Base class of teleop device failures."""
+class DeviceError(UserError, RuntimeError):
+    """Base class of teleop device failures (their messages say what to check)."""
 
 
 class DeviceUnavailable(DeviceError):
