@@ -37,4 +37,4 @@ bench: setup
 	$(BIN)/python bench/env_speed.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .jax_cache

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from serl.cli import main
-from serl.data import EpisodeStore, FrameReplayBuffer, ReplayBuffer
+from serl.data import FrameReplayBuffer, ReplayBuffer
 from serl.train.buffers import add_episode
 from serl.train.config import TrainConfig, recipe
 from serl.train.demos import tile_obs_norm
@@ -19,9 +19,6 @@ from serl.train.envs import (
     frame_schema,
     make_env,
 )
-from serl.train.evaluation import evaluate_run
-from serl.train.launcher import train
-from serl.train.reports import read_eval_csv
 from serl.train.rollout import run_episode
 
 T, K = 3, 2
@@ -115,41 +112,3 @@ def test_serl_train_passes_the_horizon_flags_into_the_config(tmp_path, capsys) -
     said = " ".join(capsys.readouterr().err.split())  # tyro's box wraps lines
     assert "--env-kwargs: must be a JSON object" in said
     assert not (tmp_path / "run").exists()  # refused before anything was written
-
-
-@pytest.mark.timeout(120)
-def test_a_chunked_pendulum_run_trains_evaluates_and_stores_stacks(tmp_path) -> None:
-    cfg = TrainConfig(
-        env_id="Pendulum-v1",
-        run_dir=str(tmp_path / "run"),
-        obs_horizon=2,
-        act_exec_horizon=2,
-        agent_overrides={
-            "hidden_dims": [32, 32],
-            "num_qs": 2,
-            "batch_size": 32,
-            "critic_actor_ratio": 2,
-        },
-        env_steps=240,
-        random_steps=60,
-        training_starts=60,
-        eval_every=120,
-        eval_episodes=1,
-        checkpoint_every=20,
-        updates_per_env_step=0.25,
-        pace_slack=50,
-    )
-    assert train(cfg, video=False) == 0
-    rows = read_eval_csv(cfg.path / "eval.csv")
-    assert [r["env_step"] for r in rows] == [120, 240]
-    assert all(np.isfinite(r["mean_return"]) for r in rows)
-    with EpisodeStore.open(cfg.path / "replay") as store:
-        assert store.schema.obs_specs["state"].shape == (2, 3)
-        assert store.schema.action_shape == (2,)  # two Pendulum torques per agent step
-        episodes = list(store)
-    assert sum(len(e) for e in episodes) == 240
-    for e in episodes:
-        stacks = e.observations["state"]
-        np.testing.assert_array_equal(stacks[1:, 0], stacks[:-1, 1])  # shifted by one step
-    result = evaluate_run(cfg.path, episodes=1)  # `serl eval` rebuilds the chunked env too
-    assert np.isfinite(result["mean_return"])

@@ -110,6 +110,7 @@ def test_serl_train_flags_override_the_recipe_of_the_env_they_name(tmp_path, mon
     # another agent leaves the recipe's preset (its own agent's), unless one is given
     assert parsed("serl/PandaPickCube-v0", "--agent", "drq").preset is None
     assert parsed("serl/PandaPickCube-v0", "--agent", "drq", "--preset", "drq").preset == "drq"
+    assert parsed(vision, "--agent", "vice").preset is None  # not drq_cached, which VICE refuses
     # the run directory follows the agent and seed; --resume takes the newest one
     assert parsed(vision, "--agent", "sac", "--seed", "2").run_dir == default_run_dir(
         vision, "sac", 2

@@ -17,11 +17,12 @@ import json
 import types
 import typing
 from collections.abc import Mapping
-from typing import Annotated, Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Self, TypeVar
 
 import tyro
 
-from serl.errors import ConfigError
+from serl.errors import ConfigError, PathNotFound
 
 T = TypeVar("T")
 
@@ -65,6 +66,33 @@ def decode_fields(cls: type, data: Any, where: str = "") -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"{where}: unknown fields {unknown}; known: {sorted(hints)}")
     return {k: _value(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+
+
+class JsonFile:
+    """Mixin for a frozen dataclass kept as one JSON file, DIR/`FILE` (a run's config files)."""
+
+    FILE: ClassVar[str]
+    MISSING: ClassVar[str | None] = None  # what a DIR without FILE means; None: the defaults
+
+    def save(self, directory: Path) -> Path:
+        """Write DIR/FILE."""
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / self.FILE
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Self:
+        """DIR/FILE (refusing unknown keys), or the defaults when there is none."""
+        path = Path(directory) / cls.FILE
+        if not path.exists():
+            if cls.MISSING is not None:
+                raise PathNotFound(f"{path}: {cls.MISSING}")
+            return cls()
+        try:
+            return decode(cls, json.loads(path.read_text()), str(path))
+        except (json.JSONDecodeError, TypeError, ValueError) as e:
+            raise ConfigError(f"{path}: not a valid {cls.__name__}: {e}") from e
 
 
 def merge(config: T, overrides: Mapping[str, Any], where: str = "") -> T:

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import struct, traverse_util
+from flax import struct
 
 from serl.agents.augment import random_shift
 from serl.agents.common import (
@@ -53,6 +53,7 @@ from serl.agents.common import (
 )
 from serl.agents.persist import restore_into, save_tree, spec_from_dict, spec_to_dict
 from serl.dataclass_json import decode
+from serl.errors import ConfigError, PathNotFound
 from serl.networks import (
     BACKBONE_NAME,
     ClassifierNet,
@@ -160,10 +161,6 @@ def classifier_spec(
     return AgentSpec.from_example({k: example_obs[k] for k in keys}, 1)
 
 
-def _frozen_name(config: ClassifierConfig) -> str | None:
-    return BACKBONE_NAME if config.encoder.freeze_backbone else None
-
-
 def _backbone(encoder: EncoderConfig) -> nn.Module:
     return make_backbone(encoder.backbone, encoder.feature_stride)
 
@@ -224,7 +221,8 @@ def init_state(
         )
         for cam in cams:
             cam[BACKBONE_NAME] = pretrained_backbone(enc, cam[BACKBONE_NAME])
-    trainable, frozen = split_frozen(jax.tree.map(jnp.asarray, params), _frozen_name(config))
+    frozen_name = BACKBONE_NAME if enc.freeze_backbone else None
+    trainable, frozen = split_frozen(jax.tree.map(jnp.asarray, params), frozen_name)
     return ClassifierState(
         params=ParamState.create(trainable, config.lr),
         frozen=frozen,
@@ -407,16 +405,6 @@ def probability(state: ClassifierState, obs: Mapping[str, Any]) -> float:
 # -- save / restore -------------------------------------------------------------------------
 
 
-def config_to_dict(config: ClassifierConfig) -> dict[str, Any]:
-    """A JSON-able dict of a classifier config."""
-    return dataclasses.asdict(config)
-
-
-def config_from_dict(d: Mapping[str, Any]) -> ClassifierConfig:
-    """Inverse of `config_to_dict` (unknown fields are an error)."""
-    return decode(ClassifierConfig, d, "classifier config")
-
-
 def save(
     state: ClassifierState,
     directory: str | os.PathLike,
@@ -428,7 +416,7 @@ def save(
         "format": FORMAT,
         "kind": KIND,
         "version": VERSION,
-        "config": config_to_dict(state.config),
+        "config": dataclasses.asdict(state.config),
         "spec": spec_to_dict(state.spec),
         "threshold": float(threshold),
         "report": dict(report or {}),
@@ -440,12 +428,12 @@ def load_meta(directory: str | os.PathLike) -> dict[str, Any]:
     """classifier.json of a saved classifier, checked for kind, format and version."""
     path = Path(directory) / "classifier.json"
     if not path.exists():
-        raise FileNotFoundError(f"{directory}: no classifier.json (not a saved classifier)")
+        raise PathNotFound(f"{directory}: no classifier.json (not a saved classifier)")
     meta = json.loads(path.read_text())
     if meta.get("kind") != KIND or meta.get("format") != FORMAT:
-        raise ValueError(f"{directory}: not a {KIND} format {FORMAT} checkpoint")
+        raise ConfigError(f"{directory}: not a {KIND} format {FORMAT} checkpoint")
     if meta.get("version") != VERSION:
-        raise ValueError(
+        raise ConfigError(
             f"{directory}: classifier version {meta.get('version')} is not this serl's {VERSION}"
         )
     return meta
@@ -455,12 +443,7 @@ def restore(directory: str | os.PathLike) -> tuple[ClassifierState, dict[str, An
     """Rebuild a saved classifier exactly; returns (state, classifier.json contents)."""
     directory = Path(directory).absolute()
     meta = load_meta(directory)
-    config, spec = config_from_dict(meta["config"]), spec_from_dict(meta["spec"])
+    config = decode(ClassifierConfig, meta["config"], "classifier config")
+    spec = spec_from_dict(meta["spec"])
     template = jax.eval_shape(lambda: init_state(config, spec, 0, load_pretrained_weights=False))
     return restore_into(template, directory), meta
-
-
-def param_count(state: ClassifierState) -> int:
-    """Number of parameters (trainable and frozen)."""
-    flat = traverse_util.flatten_dict({"t": state.params.params, "f": state.frozen})
-    return int(sum(np.size(v) for v in flat.values()))

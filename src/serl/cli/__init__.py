@@ -42,6 +42,9 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `serl` command."""
+    from serl.cache import enable_compilation_cache
+
+    enable_compilation_cache()  # before anything compiles: every serl process shares it
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:
         from serl.cli.train import run_train

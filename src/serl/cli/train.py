@@ -44,16 +44,22 @@ class TrainArgs:
 
 
 def parse_train_args(argv: list[str]) -> TrainArgs:
-    """The flags over the recipe of the env they name: a first parse finds the env id, agent,
-    seed and --resume, which choose the recipe and run directory that the last one fills."""
+    """The flags over the recipe of the env they name: a first parse (over the recipe without
+    its preset, which belongs to the recipe's agent) finds the env id, agent, seed and --resume,
+    which choose the recipe and run directory that the second one fills."""
     env_id = argv[0] if argv and not argv[0].startswith("-") else DEFAULT_ENV
-    args = _parse(TrainArgs(recipe(env_id)), argv)
+    probe = [a for a in argv if a not in ("-h", "--help")]  # help shows the recipe's defaults
+    args = _parse(_agentless(env_id), probe)
     if args.config.env_id != env_id:  # named after other flags: parse over its recipe
         env_id = args.config.env_id
-        args = _parse(TrainArgs(recipe(env_id)), argv)
-    c = args.config  # an agent, seed or --resume that the flags give choose the rest
+        args = _parse(_agentless(env_id), probe)
+    c = args.config
     default = recipe(env_id, resume=args.resume, agent=c.agent, seed=c.seed)
     return _parse(TrainArgs(default), argv)
+
+
+def _agentless(env_id: str) -> TrainArgs:
+    return TrainArgs(dataclasses.replace(recipe(env_id), preset=None))
 
 
 def _parse(default: TrainArgs, argv: list[str]) -> TrainArgs:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from flax import traverse_util
 
+from serl.cache import cache_dir
 from serl.errors import ConfigError, PathNotFound
 from serl.networks.mobilenet import MOBILENET_V2_BLOCKS
 from serl.networks.weight_files import (
@@ -214,13 +215,8 @@ CONVERTERS = {  # (backbone, file suffix) -> (reader, converter)
 
 
 def weight_cache_dir() -> Path:
-    """Where converted weight files live: $SERL_CACHE_DIR/weights, else
-    $XDG_CACHE_HOME/serl/weights, else ~/.cache/serl/weights."""
-    root = os.environ.get("SERL_CACHE_DIR")
-    if root:
-        return Path(root) / "weights"
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg) / "serl" / "weights"
+    """Where converted weight files live: CACHE/weights (`serl.cache`)."""
+    return cache_dir() / "weights"
 
 
 def bundled_mobilenet_v2() -> Path:

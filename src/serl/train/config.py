@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import tyro
 from tyro.conf import Positional
 
 from serl.agents import PRESETS, GripperSACConfig, VICEConfig, get_preset
 from serl.agents.api import AgentConfig
-from serl.dataclass_json import JsonObject, decode, merge
-from serl.errors import ConfigError, PathNotFound
+from serl.dataclass_json import JsonFile, JsonObject, decode, merge
+from serl.errors import ConfigError
 
 AgentName = Literal["sac", "drq", "bc", "vice"]
 DEFAULT_PRESET = {"sac": "sac_state", "drq": "drq_small", "bc": "bc", "vice": "vice_small"}
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonFile):
     """Everything a learner and its actors need; written to RUN_DIR/config.json."""
+
+    FILE: ClassVar[str] = "config.json"
+    MISSING: ClassVar[str] = "no training config (is this a serl run?)"
 
     # a serl env id, or any gymnasium env with Box (or dict of Box) spaces
     env_id: Annotated[Positional[str], tyro.conf.arg(metavar="ENV_ID")]
@@ -148,20 +150,9 @@ class TrainConfig:
         """Rebuild from `to_json`, refusing unknown keys."""
         return decode(cls, data, "training config")
 
-    def save(self) -> Path:
+    def save(self, directory: Path | None = None) -> Path:
         """Write RUN_DIR/config.json."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        out = self.path / "config.json"
-        out.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        return out
-
-    @classmethod
-    def load(cls, run_dir: str | Path) -> TrainConfig:
-        """Read RUN_DIR/config.json."""
-        path = Path(run_dir) / "config.json"
-        if not path.exists():
-            raise PathNotFound(f"{path}: no training config (is {run_dir} a serl run?)")
-        return cls.from_json(json.loads(path.read_text()))
+        return super().save(directory or self.path)
 
 
 # The recommended recipe per env id: what `serl train ENV_ID` runs with no other flags.

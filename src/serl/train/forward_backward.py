@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import gymnasium as gym
 import jax
@@ -38,8 +38,8 @@ import tyro
 from serl.agents import api as agents
 from serl.agents import checkpoint as agent_checkpoint
 from serl.agents.policy import sample_actions
-from serl.dataclass_json import decode
-from serl.errors import PathExists, PathNotFound
+from serl.dataclass_json import JsonFile
+from serl.errors import PathExists
 from serl.train.buffers import RunBuffers
 from serl.train.config import TrainConfig
 from serl.train.demos import with_observation_norm
@@ -76,13 +76,16 @@ def _default_train() -> TrainConfig:
 
 
 @dataclass(frozen=True)
-class ForwardBackwardConfig:
+class ForwardBackwardConfig(JsonFile):
     """Everything a forward/backward run needs; written to RUN_DIR/fb_config.json.
 
     `train` is a training config as `serl train` takes it (env, agent, steps, seed, buffers:
     JPEG, stacks, observation statistics from each direction's demos); its `demos` are unused:
     each direction has its own.
     """
+
+    FILE: ClassVar[str] = "fb_config.json"
+    MISSING: ClassVar[str] = "no forward/backward run to resume here"
 
     train: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=_default_train)
     backward_env_id: str | None = None  # a second env for the backward task (real robot)
@@ -106,20 +109,9 @@ class ForwardBackwardConfig:
         """The run directory."""
         return self.train.path
 
-    def save(self) -> Path:
+    def save(self, directory: Path | None = None) -> Path:
         """Write RUN_DIR/fb_config.json."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        out = self.path / "fb_config.json"
-        out.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
-        return out
-
-    @classmethod
-    def load(cls, run_dir: str | Path) -> ForwardBackwardConfig:
-        """Read RUN_DIR/fb_config.json."""
-        path = Path(run_dir) / "fb_config.json"
-        if not path.exists():
-            raise PathNotFound(f"{path}: no forward/backward run to resume here")
-        return decode(cls, json.loads(path.read_text()))
+        return super().save(directory or self.path)
 
 
 Transition = dict[str, Any]

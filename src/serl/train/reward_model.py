@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from serl.agents import classifier as clf
@@ -200,6 +201,12 @@ def plot_calibration(
 # -- training -------------------------------------------------------------------------------
 
 
+def param_count(state: clf.ClassifierState) -> int:
+    """Number of parameters (trainable and frozen)."""
+    leaves = jax.tree.leaves({"t": state.params.params, "f": state.frozen})
+    return int(sum(np.size(v) for v in leaves))
+
+
 def classifier_config(
     backbone: str,
     pretrained: str | Path | None,
@@ -311,9 +318,9 @@ def train_classifier(
         "steps": steps,
         "seed": seed,
         "train_s": round(train_s, 1),
-        "parameters": clf.param_count(state),
+        "parameters": param_count(state),
         "history": history,
-        "config": clf.config_to_dict(config),
+        "config": dataclasses.asdict(config),
         "version": clf.VERSION,
     }
     out = Path(out)

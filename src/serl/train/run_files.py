@@ -10,10 +10,10 @@ import os
 import secrets
 import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from serl.data import Schema
-from serl.dataclass_json import decode
+from serl.dataclass_json import JsonFile
 from serl.errors import ConfigError
 from serl.train.envs import LABEL_ENV_KWARGS
 
@@ -23,37 +23,13 @@ if TYPE_CHECKING:
 SENT_FEATURES = "features"  # a pushed batch's {observations, next_observations} camera features
 
 
-class RunFile:
-    """Mixin for a frozen dataclass kept as one JSON file in a run directory (`FILE`)."""
-
-    FILE: ClassVar[str]
-
-    def save(self, run_dir: Path) -> Path:
-        """Write RUN_DIR/FILE."""
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / self.FILE
-        path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, run_dir: Path) -> Self:
-        """RUN_DIR/FILE, or the defaults when there is none."""
-        path = run_dir / cls.FILE
-        if not path.exists():
-            return cls()
-        try:
-            return decode(cls, json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError, ValueError) as e:
-            raise ConfigError(f"{path}: not a valid {cls.__name__}: {e}") from e
-
-
 # who may take over a training episode: nobody, the simulated human, or a person at a device
 Intervener = Literal["none", "sim", "spacemouse", "gamepad", "keyboard"]
 INTERVENERS = typing.get_args(Intervener)
 
 
 @dataclasses.dataclass(frozen=True)
-class InterventionConfig(RunFile):
+class InterventionConfig(JsonFile):
     """Who may intervene in a run's training episodes: nobody, the simulated human, a device.
 
     Kept in RUN_DIR/intervention.json beside config.json (an actor-side setting: the person
@@ -72,7 +48,7 @@ class InterventionConfig(RunFile):
 
 
 @dataclasses.dataclass(frozen=True)
-class RewardConfig(RunFile):
+class RewardConfig(JsonFile):
     """A run's learned reward, kept in RUN_DIR/reward.json beside config.json (actor-side).
 
     `classifier` names a saved classifier (None: the env's own reward); `threshold` None uses
