@@ -44,3 +44,14 @@ def test_every_serl_process_compiles_into_the_cache_a_user_may_move(tmp_path) ->
         timeout=120,
     )
     assert list(theirs.iterdir()) and not (tmp_path / "unused").exists()
+
+
+def test_a_process_that_imported_jax_first_still_gets_the_cache(tmp_path) -> None:
+    script = (
+        "import jax, jax.numpy as jnp; from serl.cache import enable_compilation_cache; "
+        "enable_compilation_cache(); jax.jit(lambda x: x + 1)(jnp.ones(3)).block_until_ready()"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env["SERL_CACHE_DIR"] = str(tmp_path)
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
+    assert list((tmp_path / "jax").iterdir())

@@ -7,6 +7,7 @@ is made again when missing.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 COMPILED_MAX_BYTES = 2 * 2**30  # past this, the oldest compiled programs are deleted
@@ -23,15 +24,18 @@ def cache_dir() -> Path:
 def enable_compilation_cache() -> None:
     """Keep compiled XLA programs in CACHE/jax: a run's learner, actors and video, and the runs
     after it, compile each program once. Every program, however quick to compile: an agent's
-    first update is ~100 of them (bench/compile_cache.py). A user's $JAX_COMPILATION_CACHE_DIR
-    and $JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS win."""
-    import jax
+    first update is ~100 of them (bench/compile_cache.py). Set as JAX's environment variables,
+    so a command that never imports JAX pays nothing and the processes it starts inherit them;
+    a user's $JAX_COMPILATION_CACHE_DIR and $JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS win."""
+    directory = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(cache_dir() / "jax"))
+    min_seconds = os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    if "jax" in sys.modules:  # imported already: it read its settings then
+        import jax
 
-    if jax.config.jax_compilation_cache_dir is None:
-        jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
-    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    prune(Path(jax.config.jax_compilation_cache_dir), COMPILED_MAX_BYTES)
+        if jax.config.jax_compilation_cache_dir is None:
+            jax.config.update("jax_compilation_cache_dir", directory)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_seconds))
+    prune(Path(directory), COMPILED_MAX_BYTES)
 
 
 def prune(directory: Path, max_bytes: int) -> None:
