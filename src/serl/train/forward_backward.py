@@ -164,7 +164,7 @@ class ForwardBackwardTrainer:
                 self._resume(d)
         # a resumed run draws new random numbers, not the first run's again
         self.rng = np.random.default_rng([train.seed, self.episode_count])
-        self.key = jax.random.PRNGKey(train.seed + 7919 * self.episode_count)
+        self.key = jax.random.fold_in(jax.random.PRNGKey(train.seed), self.episode_count)
 
     def _resume(self, direction: str) -> None:
         """The direction's buffer from its replay, its agent from its newest checkpoint."""
