@@ -91,11 +91,21 @@ def init_state(
     config: BCConfig, spec: AgentSpec, seed: int, load_pretrained: bool = True
 ) -> BCState:
     """Freshly initialised state (pure with `load_pretrained=False`)."""
+    state = random_state(config, spec, seed)
+    if not load_pretrained:
+        return state
+    params, frozen = state.policy.params, state.frozen
+    encoder, frozen = load_pretrained_backbones(config.encoder, spec, params["encoder"], frozen)
+    policy = state.policy.replace(params={**params, "encoder": encoder})
+    return state.replace(policy=policy, frozen=frozen)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def random_state(config: BCConfig, spec: AgentSpec, seed: int) -> BCState:
+    """A fresh state with random backbones, as one compiled program (see `sac.random_state`)."""
     encoder, policy = config.make_encoder(spec), config.make_policy(spec.action_dim)
     rng, k_enc, k_actor = jax.random.split(jax.random.PRNGKey(seed), 3)
     enc_params, frozen = init_encoder(encoder, k_enc, spec, config.encoder)
-    if load_pretrained:
-        enc_params, frozen = load_pretrained_backbones(config.encoder, spec, enc_params, frozen)
     features = encode(encoder, enc_params, frozen, spec.example(), False, None)
     params = {"encoder": enc_params, "actor": policy.init(k_actor, features, False)["params"]}
     return BCState(

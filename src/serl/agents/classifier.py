@@ -46,6 +46,7 @@ from serl.agents.common import (
     ParamState,
     apply_if_finite,
     batch_spec,
+    frozen_module_name,
     map_in_chunks,
     merge_params,
     pretrained_backbone,
@@ -201,6 +202,21 @@ def init_state(
     config: ClassifierConfig, spec: AgentSpec, seed: int, load_pretrained_weights: bool = True
 ) -> ClassifierState:
     """Freshly initialised classifier (pretrained backbones loaded unless told not to)."""
+    state = random_state(config, spec, seed)
+    enc = config.encoder
+    if not load_pretrained_weights or enc.pretrained_path is None:
+        return state
+    params = jax.tree.map(np.asarray, merge_params(state.params.params, state.frozen))
+    cams = [params] if enc.cache_features else [params["encoder"][f"image_{k}"] for k in spec.keys]
+    for cam in cams:
+        cam[BACKBONE_NAME] = pretrained_backbone(enc, cam[BACKBONE_NAME])
+    trainable, frozen = split_frozen(jax.tree.map(jnp.asarray, params), frozen_module_name(enc))
+    return state.replace(params=state.params.replace(params=trainable), frozen=frozen)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def random_state(config: ClassifierConfig, spec: AgentSpec, seed: int) -> ClassifierState:
+    """A fresh classifier with random backbones, as one compiled program (as an agent's)."""
     net = build_net(config, spec)
     enc = config.encoder
     rng, k_params, k_drop = jax.random.split(jax.random.PRNGKey(seed), 3)
@@ -212,17 +228,7 @@ def init_state(
     if enc.cache_features:
         frame = jnp.zeros((1, 32, 32, 3), jnp.float32)  # conv weights: any frame size will do
         params[BACKBONE_NAME] = _backbone(enc).init(k_params, frame)["params"]
-    if load_pretrained_weights and enc.pretrained_path is not None:  # host-side, not eval_shape
-        params = jax.tree.map(np.asarray, params)
-        cams = (
-            [params]
-            if enc.cache_features
-            else [params["encoder"][f"image_{key}"] for key in spec.keys]
-        )
-        for cam in cams:
-            cam[BACKBONE_NAME] = pretrained_backbone(enc, cam[BACKBONE_NAME])
-    frozen_name = BACKBONE_NAME if enc.freeze_backbone else None
-    trainable, frozen = split_frozen(jax.tree.map(jnp.asarray, params), frozen_name)
+    trainable, frozen = split_frozen(params, frozen_module_name(enc))
     return ClassifierState(
         params=ParamState.create(trainable, config.lr),
         frozen=frozen,

@@ -171,8 +171,15 @@ def init_state(
     config: GripperSACConfig, spec: AgentSpec, seed: int, load_pretrained: bool = True
 ) -> GripperSACState:
     """Fresh state (see `serl.agents.sac.init_state` for `load_pretrained`)."""
+    state = random_state(config, spec, seed)
+    return state.replace(sac=sac.with_pretrained_backbones(state.sac)) if load_pretrained else state
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def random_state(config: GripperSACConfig, spec: AgentSpec, seed: int) -> GripperSACState:
+    """A fresh state with random backbones, as one compiled program (see `sac.random_state`)."""
     arm = config.arm_config()
-    sac_state = sac.init_state(arm, arm_spec(spec), seed, load_pretrained)
+    sac_state = sac.random_state(arm, arm_spec(spec), seed)
     nets = sac.build_networks(arm, arm_spec(spec))
     features = encode(
         nets.encoder,

@@ -199,11 +199,17 @@ def init_state(
 ) -> SACState:
     """Freshly initialised state; `load_pretrained=False` skips the backbone file (then the
     function is pure, e.g. for `jax.eval_shape` when restoring a checkpoint)."""
+    state = random_state(config, spec, seed)
+    return with_pretrained_backbones(state) if load_pretrained else state
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def random_state(config: SACConfig, spec: AgentSpec, seed: int) -> SACState:
+    """A fresh state with random backbones, as one compiled program (op by op, a MobileNetV2
+    compiles ~100 small programs; one program compiles faster and the disk cache keeps it)."""
     nets = build_networks(config, spec)
     rng, k_enc, k_actor, k_critic, k_temp = jax.random.split(jax.random.PRNGKey(seed), 5)
     enc_params, frozen = init_encoder(nets.encoder, k_enc, spec, config.encoder)
-    if load_pretrained:
-        enc_params, frozen = load_pretrained_backbones(config.encoder, spec, enc_params, frozen)
     features = encode(nets.encoder, enc_params, frozen, spec.example(), False, None)
     actions = jnp.zeros((1, spec.action_dim), jnp.float32)
     actor_params = nets.actor.init(k_actor, features, False)["params"]
@@ -222,6 +228,19 @@ def init_state(
         config=config,
         spec=spec,
     )
+
+
+def with_pretrained_backbones(state: SACState) -> SACState:
+    """`state` with `encoder.pretrained_path`'s weights in its backbones (host-side); a
+    trainable backbone's target starts equal to it."""
+    encoder, frozen = load_pretrained_backbones(
+        state.config.encoder, state.spec, state.critic.params["encoder"], state.frozen
+    )
+    if encoder is state.critic.params["encoder"]:  # no file, or only frozen backbones
+        return state.replace(frozen=frozen)
+    critic = state.critic.replace(params={**state.critic.params, "encoder": encoder})
+    target = {**state.target_critic, "encoder": jax.tree.map(jnp.array, encoder)}
+    return state.replace(critic=critic, target_critic=target, frozen=frozen)
 
 
 def _temperature(nets: Networks, state: SACState) -> jax.Array:

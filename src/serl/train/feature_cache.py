@@ -45,8 +45,9 @@ class FeatureCache:
         self.encoder = encoder
         self.keys = tuple(camera_keys)
         module = make_backbone(encoder.backbone, encoder.feature_stride)
-        init = module.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))["params"]
-        self._params = jax.device_put(pretrained_backbone(encoder, init))
+        # the file's weights replace every parameter: only their shapes are needed
+        shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+        self._params = jax.device_put(pretrained_backbone(encoder, shapes["params"]))
 
         def features(params: Any, frames: jax.Array) -> jax.Array:
             def apply(x: jax.Array) -> jax.Array:
