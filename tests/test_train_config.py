@@ -66,6 +66,23 @@ def test_run_side_files_round_trip_and_refuse_malformed_json(tmp_path) -> None:
             RewardConfig.load(tmp_path)
 
 
+def test_an_actor_waits_for_the_address_its_local_learner_writes(tmp_path) -> None:
+    import threading
+
+    from serl.errors import ProcessFailed
+    from serl.train.run_files import learner_address, write_json_atomic
+
+    assert learner_address("10.0.0.2:5555") == "10.0.0.2:5555"  # given: used as it is
+    path = tmp_path / "learner.json"
+    with pytest.raises(ProcessFailed, match="no learner wrote its address"):
+        learner_address(str(path), timeout=0.2)
+    path.write_text('{"addr')  # half a file: not an address, keep waiting
+    late = threading.Timer(0.3, write_json_atomic, (path, {"address": "127.0.0.1:4321"}))
+    late.start()
+    assert learner_address(str(path), timeout=60) == "127.0.0.1:4321"
+    late.join()
+
+
 def test_recipe_demos_are_recorded_with_the_runs_env_kwargs(tmp_path) -> None:
     from serl.data import EpisodeStore
     from serl.train.launcher import prepare_run
@@ -77,6 +94,11 @@ def test_recipe_demos_are_recorded_with_the_runs_env_kwargs(tmp_path) -> None:
     cfg = prepare_run(cfg, resume=False)
     with EpisodeStore.open(cfg.demos) as store:
         assert store.schema.obs_specs["front"].shape == (32, 32, 3)
+    # the demos' statistics are in config.json before the actors, which start beside the
+    # learner, read it: they act with the learner's normalisation
+    norm = TrainConfig.load(cfg.path).agent_overrides["obs_norm"]
+    assert {key for key, _, _ in norm} == {"gripper_pos", "tcp_pos", "tcp_vel"}  # no camera
+    assert all(len(mean) == len(std) > 0 for _, mean, std in norm)
 
 
 def test_every_training_config_field_is_a_flag_of_serl_train(capsys) -> None:

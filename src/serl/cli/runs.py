@@ -38,7 +38,8 @@ def actor(
     A restarted actor goes on from the steps of it the learner holds (or --start-step, if more).
 
     Args:
-        learner: The learner's HOST:PORT (RUN_DIR/learner.json on its machine).
+        learner: The learner's HOST:PORT (RUN_DIR/learner.json on its machine), or the path of
+            that learner.json on this machine: the actor sets up, then waits for the address.
         config: A copy of the run's config.json.
         index: This actor's number, 0 to actors - 1 (actor 0 evaluates).
         start_step: Env steps this actor already took (the learner's count when more).

@@ -41,6 +41,7 @@ from serl.train.run_files import (
     SENT_FEATURES,
     InterventionConfig,
     RewardConfig,
+    learner_address,
     transport_schema_hash,
 )
 
@@ -156,10 +157,10 @@ class Actor:
         self.features = cache if cache is not None and cache.sent_by_actor else None
         example, _ = self.env.reset(seed=cfg.seed)
         self.spec = AgentSpec.from_example(example, int(np.prod(self.env.action_space.shape)))
-        self.address = address
+        self.address = learner_address(address)  # set up first: a local learner starts meanwhile
         self._last_warning = -math.inf
         self.client = ActorClient(
-            address, token, self.actor_id, transport_schema_hash(schema, cache), max_delay=0.5
+            self.address, token, self.actor_id, transport_schema_hash(schema, cache), max_delay=0.5
         )
         self.policy = Policy()
         self.steps = start_step

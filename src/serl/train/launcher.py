@@ -1,7 +1,7 @@
 """`serl train`: one learner and K actors as processes on this machine, with progress bars.
 
-The launcher records demos if the recipe wants them, starts the learner, waits for its
-address, starts the actors, shows progress, restarts an actor that crashes and resumes a
+The launcher records demos if the recipe wants them, starts the learner and the actors (which
+wait for its address), shows progress, restarts an actor that crashes and resumes a
 learner that dies mid-run (each where it left off), stops everything cleanly on Ctrl-C, and at
 the end writes a learning-curve PNG and an mp4 of evaluation episodes into the run directory.
 """
@@ -24,9 +24,10 @@ from serl.data import EpisodeStore, Schema
 from serl.errors import ConfigError, PathExists, PathNotFound, ProcessFailed
 from serl.networks import resolve_pretrained
 from serl.train.config import TrainConfig
+from serl.train.demos import with_observation_norm
 from serl.train.envs import env_schema, make_env
 from serl.train.run_checkpoints import latest_checkpoint
-from serl.train.run_files import run_token
+from serl.train.run_files import LEARNER_FILE, run_token
 
 MAX_ACTOR_RESTARTS = 5
 MAX_LEARNER_RESTARTS = 3
@@ -64,7 +65,8 @@ def _crash_report(log: Path) -> str:
 
 def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
     """Check the run dir, the env and the stores a run reads (before any process starts), reuse
-    the config on resume, and record demos the recipe asks for."""
+    the config on resume, record demos the recipe asks for and add their observation
+    statistics; the config.json every process reads."""
     run = cfg.path
     if resume and (run / "config.json").exists():
         cfg = dataclasses.replace(TrainConfig.load(run), env_steps=cfg.env_steps)
@@ -82,6 +84,9 @@ def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
         cfg = dataclasses.replace(cfg, demos=str(demos))
     _check_store("--demos", cfg.demos, schema)
     _check_store("--goal-examples", cfg.goal_examples, None)
+    cfg = with_observation_norm(
+        cfg
+    )  # in config.json before the actors, which start at once, read it
     encoder = getattr(cfg.agent_config, "encoder", None)
     if encoder is not None and encoder.pretrained_path is not None:
         # convert another tool's weight file once, here, and fail before any process starts
@@ -124,33 +129,38 @@ class Launcher:
         self.env = {**os.environ, "SERL_TOKEN": run_token(self.run), "SERL_DEBUG": "1"}
         self.logs = self.run / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self._start_learner(resume)
-        self.actors = {i: self._start_actor(i) for i in range(cfg.actors)}
         self.restarts = 0
         self.learner_restarts = 0
+        self._start_processes(resume)
 
-    def _start_learner(self, resume: bool) -> None:
-        (self.run / "learner.json").unlink(missing_ok=True)
+    def _start_processes(self, resume: bool) -> None:
+        """The learner and the actors at once: the actors start up while the learner does,
+        and connect once it has written its address (RUN_DIR/learner.json)."""
+        (self.run / LEARNER_FILE).unlink(missing_ok=True)
         args = ["learner", "--run-dir", str(self.run)] + (["--resume"] if resume else [])
         self.learner = self._spawn(args, "learner")
-        self.address = self._wait_for_learner()
+        self.actors = {i: self._start_actor(i) for i in range(self.cfg.actors)}
+        try:
+            self._wait_for_learner()
+        except BaseException:
+            self.stop()
+            raise
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen:
         log = (self.logs / f"{name}.log").open("a")
         return subprocess.Popen(_serl(*args), env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
-    def _wait_for_learner(self, timeout: float = 600.0) -> str:
+    def _wait_for_learner(self, timeout: float = 600.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            address = _read_json(self.run / "learner.json").get("address")
-            if address:
-                return address
+            if _read_json(self.run / LEARNER_FILE).get("address"):
+                return
             if self.learner.poll() is not None:
                 raise ProcessFailed(
                     f"the learner exited ({_exit_name(self.learner.returncode)}) before listening: "
                     + _crash_report(self.logs / "learner.log")
                 )
-            time.sleep(0.2)
+            time.sleep(0.1)
         raise ProcessFailed(f"the learner did not start listening within {timeout:.0f} s")
 
     def _start_actor(self, index: int) -> subprocess.Popen:
@@ -159,7 +169,7 @@ class Launcher:
             [
                 "actor",
                 "--learner",
-                self.address,
+                str(self.run / LEARNER_FILE),
                 "--config",
                 str(self.run / "config.json"),
                 "--index",
@@ -209,8 +219,7 @@ class Launcher:
         for proc in self.actors.values():
             proc.kill()  # what the learner did not acknowledge, the new actors take again
             proc.wait()
-        self._start_learner(resume=True)
-        self.actors = {i: self._start_actor(i) for i in range(self.cfg.actors)}
+        self._start_processes(resume=True)
         return True
 
     def _restart_crashed_actors(self) -> None:

@@ -41,6 +41,7 @@ from serl.train.reports import (
 )
 from serl.train.run_checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from serl.train.run_files import (
+    LEARNER_FILE,
     SENT_FEATURES,
     run_token,
     transport_schema_hash,
@@ -134,7 +135,7 @@ class Learner:
         )
         self._publish(static=True)
         write_json_atomic(
-            self.run / "learner.json", {"address": self.server.address, "pid": os.getpid()}
+            self.run / LEARNER_FILE, {"address": self.server.address, "pid": os.getpid()}
         )
 
     # -- data ---------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """A run directory's small files, shared by every process of a run (learner, actors, launcher,
-`serl eval`): RUN_DIR/intervention.json, reward.json and token, the transport schema hash actor
-and learner must agree on, atomic JSON writes. Process modules import this, never each other."""
+`serl eval`): RUN_DIR/intervention.json, reward.json, token and learner.json, the transport
+schema hash actor and learner must agree on, atomic JSON writes. Process modules import this,
+never each other."""
 
 from __future__ import annotations
 
@@ -8,18 +9,20 @@ import dataclasses
 import json
 import os
 import secrets
+import time
 import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from serl.data import Schema
 from serl.dataclass_json import JsonFile
-from serl.errors import ConfigError
+from serl.errors import ConfigError, ProcessFailed
 from serl.train.envs import LABEL_ENV_KWARGS
 
 if TYPE_CHECKING:
     from serl.train.feature_cache import FeatureCache
 
+LEARNER_FILE = "learner.json"  # {"address": HOST:PORT, "pid"}: written once the learner listens
 SENT_FEATURES = "features"  # a pushed batch's {observations, next_observations} camera features
 
 
@@ -97,3 +100,20 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
+
+
+def learner_address(learner: str, timeout: float = 600.0) -> str:
+    """`learner` when it is HOST:PORT; when it is a learner.json, the address in it, waiting
+    for the learner to write it (a local run starts its actors beside the learner)."""
+    if not learner.endswith(".json"):
+        return learner
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return json.loads(Path(learner).read_text())["address"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            if time.monotonic() > deadline:
+                raise ProcessFailed(
+                    f"no learner wrote its address to {learner} within {timeout:.0f} s"
+                ) from None
+            time.sleep(0.05)
