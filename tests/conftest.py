@@ -1,5 +1,5 @@
 """Shared test setup: offscreen EGL rendering before anything imports MuJoCo; one compilation
-cache for the suite's processes (a clean clone starts it empty)."""
+cache for the suite's processes (a clean clone starts it empty); quick compiles."""
 
 import os
 from pathlib import Path
@@ -10,6 +10,11 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).parents[1]
 # programs compiled once per suite (most, in-process) are not worth a write each: the large
 # ones, which every process of a run compiles alike, are
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# a test runs most programs it compiles a few times, so compiling dominates: LLVM at -O0
+# compiles ~35% faster (the whole suite: 8.1 -> 6.4 min here); what ships keeps XLA's default
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]
+).strip()
 
 from serl.cache import enable_compilation_cache  # after the environment is set
 
