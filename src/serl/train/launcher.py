@@ -84,9 +84,8 @@ def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
         cfg = dataclasses.replace(cfg, demos=str(demos))
     _check_store("--demos", cfg.demos, schema)
     _check_store("--goal-examples", cfg.goal_examples, None)
-    cfg = with_observation_norm(
-        cfg
-    )  # in config.json before the actors, which start at once, read it
+    # in config.json before the actors, which start beside the learner, read it
+    cfg = with_observation_norm(cfg)
     encoder = getattr(cfg.agent_config, "encoder", None)
     if encoder is not None and encoder.pretrained_path is not None:
         # convert another tool's weight file once, here, and fail before any process starts
