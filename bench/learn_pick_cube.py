@@ -1,4 +1,10 @@
-"""Sample efficiency of the default recipe: `serl train serl/PandaPickCube-v0`, several seeds."""
+"""Sample efficiency of the default recipe: `serl train serl/PandaPickCube-v0`, several seeds.
+
+    .venv/bin/python bench/learn_pick_cube.py [--seeds 0 1 2] [--name NAME serl-train-flags]
+
+A variant (e.g. `--name learn_pick_cube_publish_every_10 --publish-every 10`) passes its flags
+to every run and writes bench/results/NAME.json and .png.
+"""
 
 from __future__ import annotations
 
@@ -70,23 +76,25 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench_learn_pick_cube"))
     parser.add_argument("--env-id", default="serl/PandaPickCube-v0")
     parser.add_argument("--quick", action="store_true", help="one seed, 2,000 env steps")
-    args = parser.parse_args()
+    parser.add_argument("--name", default="learn_pick_cube", help="results file (a variant's)")
+    args, flags = parser.parse_known_args()  # the rest: serl train flags, e.g. a variant's
     seeds, extra = (
         (args.seeds[:1], ["--env-steps", "2000", "--eval-every", "1000"])
         if args.quick
         else (args.seeds, [])
     )
-    runs = [run_seed(args.env_id, s, args.out, extra) for s in seeds]
+    runs = [run_seed(args.env_id, s, args.out / args.name, [*extra, *flags]) for s in seeds]
     median_steps = median_or_none([r["env_steps_to_90"] for r in runs])
     median_minutes = median_or_none([r["minutes_to_90"] for r in runs])
     plot_learning_curves(
         {f"seed {r['seed']}": r["evaluations"] for r in runs},
-        Path(__file__).parent / "results" / "learn_pick_cube.png",
+        Path(__file__).parent / "results" / f"{args.name}.png",
     )
     write_result(
-        "learn_pick_cube",
+        args.name,
         {
             "env_id": args.env_id,
+            "train_flags": flags,
             "quick": args.quick,
             "seeds": seeds,
             "seeds_reaching_90": sum(r["env_steps_to_90"] is not None for r in runs),

@@ -177,6 +177,11 @@ def test_pick_cube(cwd, capsys) -> None:
     serl(PICK_CUBE[0], *short, "--run-dir", "runs/x")
     run = cwd / "runs/x"
     assert (run / "eval.mp4").stat().st_size > 0 and len(list((run / "demos").iterdir()))
+    # where the learner's and the actor's time went (bench/loop_efficiency.py reads it)
+    progress = json.loads((run / "progress.json").read_text())
+    assert progress["loop_s"]["update"] > 0 and progress["loop_s"]["ingest"] > 0
+    actor = progress["actor_loop_s"]["actor-0"]
+    assert actor["steps"] == 40 and actor["total_s"] >= actor["policy_s"] + actor["send_s"] > 0
     serl(PICK_CUBE[1], *short, "--env-steps", "80", "--no-video", ENV_ID="serl/PandaPickCube-v0")
     assert [r["env_step"] for r in read_eval_csv(run / "eval.csv")] == [40, 80]
     with EpisodeStore.open(run / "replay") as store:  # each env step once, over the resume

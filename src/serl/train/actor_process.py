@@ -35,6 +35,7 @@ from serl.train.envs import (
     wrap_intervention,
 )
 from serl.train.feature_cache import FeatureCache
+from serl.train.reports import PhaseClock
 from serl.train.reward_model import make_reward_env
 from serl.train.rollout import Rollout, Step, evaluate, run_episode
 from serl.train.run_files import (
@@ -169,6 +170,7 @@ class Actor:
         self.env.action_space.seed(cfg.seed * 1000 + index)
         self.stopped = False
         self._last_seen: tuple[Any, Any] = (None, None)
+        self.clock = PhaseClock()  # where the env loop's time goes (in the "done" report)
 
     def _make_env(self, intervention: InterventionConfig, seed: int) -> gym.Env:
         """The run's env with its reward and intervener, Chunking outermost (the reward, its
@@ -227,29 +229,36 @@ class Actor:
         self.client.wait_params(timeout=120.0)
         self.refresh_policy()
         seed: int | None = self.cfg.seed * 1000 + self.index + self.steps
-        while self.steps < self.share and not self.stopped:
-            run = run_episode(self.env, self._paced_act, seed, on_step=self._on_step, keep=False)
-            seed = None  # later resets go on from the env's own random state
-            if not run.stopped:
-                self._report_episode(run)
+        with self.clock.phase("total"):
+            while self.steps < self.share and not self.stopped:
+                run = run_episode(
+                    self.env, self._paced_act, seed, on_step=self._on_step, keep=False
+                )
+                seed = None  # later resets go on from the env's own random state
+                if not run.stopped:
+                    self._report_episode(run)
         if self.stopped:
             return  # asked to stop: no final evaluation, the learner is stopping too
         if self.steps % self.cfg.eval_every != 0:
             self.evaluate()  # the final policy, unless just evaluated
         if self.evaluation is not None:
             self.evaluation.wait()  # its report goes before "done"
-        self.client.report({"steps": float(self.steps)}, self.steps, kind="done")
+        # the env's share of the loop is what the phases leave of its total
+        loop = {f"{name}_s": t for name, t in self.clock.rounded().items()}
+        self.client.report({"steps": float(self.steps), **loop}, self.steps, kind="done")
 
     def _paced_act(self, obs: dict[str, np.ndarray]) -> np.ndarray | None:
         """The next action once the learner's progress allows another step; None if stopped."""
         self.refresh_policy()
-        while self.steps >= self.allowed_steps():
-            if self.stopped:
-                return None
-            self._say_if_learner_silent()
-            time.sleep(0.002)  # the learner is behind: let it catch up
-            self.refresh_policy()
-        return self.act(self._seen(obs))
+        with self.clock.phase("pace_wait"):
+            while self.steps >= self.allowed_steps():
+                if self.stopped:
+                    return None
+                self._say_if_learner_silent()
+                time.sleep(0.002)  # the learner is behind: let it catch up
+                self.refresh_policy()
+        with self.clock.phase("policy"):
+            return self.act(self._seen(obs))
 
     def _on_step(self, step: Step) -> bool:
         """Send the transition; evaluate on schedule; True once this actor should stop."""
@@ -265,12 +274,14 @@ class Actor:
             "intervened": np.bool_(intervened),
         }
         if self.features is not None:
-            seen, seen_next = self._seen(step.obs), self._seen(step.next_obs)
+            with self.clock.phase("policy"):  # the next observation's features, acted on next
+                seen, seen_next = self._seen(step.obs), self._seen(step.next_obs)
             transition[SENT_FEATURES] = {
                 "observations": {k: seen[k] for k in self.features.keys},
                 "next_observations": {k: seen_next[k] for k in self.features.keys},
             }
-        self.client.send(transition, param_version=self.policy.version)
+        with self.clock.phase("send"):
+            self.client.send(transition, param_version=self.policy.version)
         self.steps += 1
         if self.steps % self.cfg.eval_every == 0:
             self.evaluate()

@@ -34,6 +34,7 @@ from serl.train.envs import chunk_env, env_schema, frame_schema, make_env
 from serl.train.feature_cache import FeatureCache
 from serl.train.replay_log import ReplayLog, split_batch
 from serl.train.reports import (
+    PhaseClock,
     append_episode_row,
     append_eval_row,
     eval_row,
@@ -120,6 +121,9 @@ class Learner:
         self.start_time = time.monotonic()
         self.stop = threading.Event()
         self.done_actors: dict[str, int] = {}  # actor id -> env steps it says it took
+        self.actor_loops: dict[str, dict[str, float]] = {}  # where each actor's time went
+        self.clock = PhaseClock()  # where the loop's time goes (progress.json: loop_s)
+        self.ingest_clock = PhaseClock()  # storing actors' batches, on the transport's threads
         self.last_eval: dict[str, float] = {}
         self._ingest_lock = threading.Lock()
         self._writer = None
@@ -194,7 +198,7 @@ class Learner:
             fragments = split_batch(batch.data)
         except (KeyError, TypeError) as e:
             raise ValueError(f"transition batch: {e}") from e
-        with self._ingest_lock:
+        with self._ingest_lock, self.ingest_clock.phase("ingest"):
             self.replay.append_batch(batch.actor_id, batch.seq, fragments)
             for fragment in fragments:
                 self.buffers.insert(fragment.episode, fragment.intervened, fragment.buffered)
@@ -235,14 +239,16 @@ class Learner:
         last_log, last_progress, last_status = time.monotonic(), 0.0, time.monotonic()
         updates_at_log, steps_at_log = self.updates, self.env_steps
         metrics: dict[str, Any] = {}
+        clock = self.clock
         try:
             while not self.stop.is_set():
-                self._handle_reports()
-                if self.all_actors_done():
-                    break
-                if time.monotonic() - last_progress > 1.0:
-                    self._write_progress()
-                    last_progress = time.monotonic()
+                with clock.phase("reports"):
+                    self._handle_reports()
+                    if self.all_actors_done():
+                        break
+                    if time.monotonic() - last_progress > 1.0:
+                        self._write_progress()
+                        last_progress = time.monotonic()
                 if last_progress - last_status > 60.0:  # a line a minute: where a long run is
                     log.info(
                         "%d env steps, %d updates; actors done: %s",
@@ -255,24 +261,31 @@ class Learner:
                     self.updates >= self.cfg.updates_allowed(self.env_steps)
                     or len(self.buffers.online) == 0
                 ):
-                    self.stop.wait(0.005)
+                    # before the first update: the random steps; after it: ahead of the actors
+                    with clock.phase("wait_for_env_steps" if self.updates else "before_training"):
+                        self.stop.wait(0.005)
                     continue
-                batch = self.sample(sample_size)
-                self.agent, metrics = agents.update(self.agent, batch)
+                with clock.phase("sample"):
+                    batch = self.sample(sample_size)
+                with clock.phase("update"):  # dispatched: the host goes on while it runs
+                    self.agent, metrics = agents.update(self.agent, batch)
                 self.updates += 1
                 if self.updates % cfg.publish_every == 0:
-                    self._publish()
+                    with clock.phase("publish"):  # waits for the update, copies, serialises
+                        self._publish()
                 if self.updates % cfg.log_every == 0:
-                    now = time.monotonic()
-                    dt = max(now - last_log, 1e-9)
-                    rates = {
-                        "perf/updates_per_s": (self.updates - updates_at_log) / dt,
-                        "perf/env_steps_per_s": (self.env_steps - steps_at_log) / dt,
-                    }
-                    self._log_scalars({**jax.device_get(metrics), **rates})
-                    last_log, updates_at_log, steps_at_log = now, self.updates, self.env_steps
+                    with clock.phase("log"):
+                        now = time.monotonic()
+                        dt = max(now - last_log, 1e-9)
+                        rates = {
+                            "perf/updates_per_s": (self.updates - updates_at_log) / dt,
+                            "perf/env_steps_per_s": (self.env_steps - steps_at_log) / dt,
+                        }
+                        self._log_scalars({**jax.device_get(metrics), **rates})
+                        last_log, updates_at_log, steps_at_log = now, self.updates, self.env_steps
                 if self.updates % cfg.checkpoint_every == 0:
-                    self.checkpoint()
+                    with clock.phase("checkpoint"):
+                        self.checkpoint()
         finally:
             self._handle_reports()
             self.checkpoint()
@@ -314,6 +327,7 @@ class Learner:
                     self._writer.add_scalar(f"eval/{key}", row[key], row["env_step"])
             elif report.kind == "done":
                 self.done_actors[report.actor_id] = report.env_step
+                self.actor_loops[report.actor_id] = report.values
             else:
                 lag = self.updates + 1 - report.values.get("param_version", self.updates + 1)
                 for key, value in {**report.values, "param_version_lag": lag}.items():
@@ -340,6 +354,10 @@ class Learner:
                 "actor_steps": self.actor_steps,
                 "last_eval": self.last_eval,
                 "done_actors": sorted(self.done_actors),
+                # this process's seconds per loop phase (the update runs beside sampling and
+                # is waited for when publishing), and each finished actor's
+                "loop_s": {**self.clock.rounded(), **self.ingest_clock.rounded()},
+                "actor_loop_s": self.actor_loops,
             },
         )
 

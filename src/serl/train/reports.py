@@ -1,16 +1,39 @@
-"""Outputs a person reads: the eval.csv contract, learning-curve PNGs and mp4 videos."""
+"""Outputs a person reads: the eval.csv contract, learning-curve PNGs and mp4 videos, where a
+process loop's time goes."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 EVAL_COLUMNS = ("env_step", "wall_s", "success_rate", "mean_return", "episodes")
+
+
+class PhaseClock:
+    """Wall seconds a loop spends in each of its named phases (progress.json, bench)."""
+
+    def __init__(self) -> None:
+        self.seconds: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+    def rounded(self) -> dict[str, float]:
+        """The totals so far, in seconds (3 decimals)."""
+        return {name: round(s, 3) for name, s in self.seconds.items()}
 
 
 def eval_row(values: dict[str, float], env_step: int, wall_s: float) -> dict[str, float]:

@@ -1,0 +1,106 @@
+"""Where a training run's time goes: learner steps/s inside `serl train` against the bare jitted
+update of the same agent, measured in the same run on the same machine.
+
+A `serl train` run of the env's recipe takes a fixed number of env steps; its learner writes the
+seconds each loop phase took (progress.json `loop_s`: sampling, the update's dispatch,
+publishing parameters — which waits for the update —, logging, checkpoints, waiting for env
+steps, handling reports; `ingest`: storing actors' batches on the transport's threads) and each
+actor reports its own (pace waits, policy, sending; the env is the rest of its total). Right
+after, in this process, the same agent config takes back-to-back updates on host numpy batches
+of the same size (bench/agent_speed.py's measurement: the best of several windows, twice).
+
+    .venv/bin/python bench/loop_efficiency.py [--env-id ENV_ID] [--env-steps N] [--name NAME]
+        [serl train flags, e.g. --publish-every 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from agent_speed import measure
+from common import write_result
+
+from serl.train.config import TrainConfig
+from serl.train.envs import chunk_env, make_env
+
+TARGET_RATIO = 0.75  # issue 17: the loop keeps >= 75% of the bare update's rate
+
+
+def run_training(env_id: str, env_steps: int, run_dir: Path, extra: list[str]) -> dict:
+    """Train for `env_steps` with the recipe (`extra`: more flags); the learner's final
+    progress.json."""
+    cmd = [sys.executable, "-m", "serl.cli", "train", env_id, "--env-steps", str(env_steps)]
+    cmd += ["--run-dir", str(run_dir), "--no-video", *extra]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    return json.loads((run_dir / "progress.json").read_text())
+
+
+def bare_update(cfg: TrainConfig) -> dict:
+    """The run's agent config updated back to back on batches shaped as the run's."""
+    env = chunk_env(make_env(cfg.env_id, **cfg.env_kwargs), cfg.obs_horizon, cfg.act_exec_horizon)
+    example, _ = env.reset(seed=0)
+    action_dim = int(np.prod(env.action_space.shape))
+    env.close()
+    return measure(cfg.agent_config, example, action_dim, windows=5, steps=100)
+
+
+def summarise(progress: dict, bare: dict) -> dict:
+    """Rates, their ratio and the loop breakdowns as fractions of their loop's wall time."""
+    loop = dict(progress["loop_s"])
+    ingest = loop.pop("ingest", 0.0)
+    before = loop.pop("before_training", 0.0)  # the random steps: no learner step is due
+    training_s = sum(loop.values())
+    inside = progress["updates"] / training_s
+    actors = {}
+    for actor, values in progress["actor_loop_s"].items():
+        total = values["total_s"]
+        phases = {
+            k.removesuffix("_s"): v for k, v in values.items() if k not in ("steps", "total_s")
+        }
+        phases["env_and_rest"] = total - sum(phases.values())
+        actors[actor] = {
+            "env_steps_per_s": round(values["steps"] / total, 1),
+            "fractions": {k: round(v / total, 3) for k, v in phases.items()},
+        }
+    return {
+        "learner_steps": progress["updates"],
+        "env_steps": progress["env_steps"],
+        "learner_steps_per_s_in_train": round(inside, 2),
+        "bare_update_steps_per_s": bare["learner_steps_per_s"],
+        "ratio": round(inside / bare["learner_steps_per_s"], 3),
+        "target_ratio": TARGET_RATIO,
+        "learner_training_s": round(training_s, 2),
+        "learner_before_training_s": round(before, 2),
+        "learner_fractions": {k: round(v / training_s, 3) for k, v in loop.items()},
+        "learner_ingest_s": round(ingest, 2),
+        "actors": actors,
+        "bare_update": bare,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env-id", default="serl/PandaPickCube-v0")
+    p.add_argument("--env-steps", type=int, default=6000)
+    p.add_argument("--name", default="loop_efficiency")
+    args, extra = p.parse_known_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        progress = run_training(args.env_id, args.env_steps, run, extra)
+        cfg = TrainConfig.load(run)
+        # this machine's speed drifts within minutes: the better of two measurements, one
+        # right after the run and one after that, is the bare rate (the ratio errs low)
+        bare = max(bare_update(cfg), bare_update(cfg), key=lambda b: b["learner_steps_per_s"])
+        result = summarise(progress, bare)
+    write_result(args.name, {"env_id": args.env_id, "train_flags": extra, **result})
+
+
+if __name__ == "__main__":
+    main()
