@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from serl.agents import VICEState
@@ -50,6 +51,52 @@ from serl.train.run_files import (
 )
 
 log = logging.getLogger(__name__)
+
+
+@jax.jit
+def _device_copy(tree: Any) -> Any:
+    """A copy of `tree` on the device (one dispatch): the next update donates the original."""
+    return jax.tree.map(jnp.copy, tree)
+
+
+class ParamPublisher:
+    """Publishes the newest parameters from a thread: the learner hands over a device copy and
+    goes on updating while this waits for it, fetches and serialises it; a copy not yet
+    published when a newer one arrives is dropped (actors want the newest)."""
+
+    def __init__(self, server: LearnerServer) -> None:
+        self.server = server
+        self._pending: tuple[Any, int] | None = None
+        self._changed = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="param-publisher", daemon=True)
+        self._thread.start()
+
+    def submit(self, params: Any, version: int) -> None:
+        """Publish `params` (device arrays, which the caller may donate next) as `version`."""
+        copy = _device_copy(params)
+        with self._changed:
+            self._pending = (copy, version)
+            self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._pending is not None or self._closed)
+                if self._pending is None:
+                    return
+                (params, version), self._pending = self._pending, None
+            try:
+                self.server.publish({"policy": jax.device_get(params)}, version)
+            except Exception:  # actors keep the previous policy; the next one may go through
+                log.exception("publishing parameters version %d failed", version)
+
+    def close(self) -> None:
+        """Publish what is pending, then stop."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
+        self._thread.join()
 
 
 class Learner:
@@ -137,7 +184,8 @@ class Learner:
             delivered=self.actor_steps,
             max_workers=max(8, 2 * cfg.actors + 4),
         )
-        self._publish(static=True)
+        self._publish_first()
+        self.publisher = ParamPublisher(self.server)
         write_json_atomic(
             self.run / LEARNER_FILE, {"address": self.server.address, "pid": os.getpid()}
         )
@@ -207,8 +255,9 @@ class Learner:
             self.actor_steps[batch.actor_id] = self.actor_steps.get(batch.actor_id, 0) + n
 
     # -- training -------------------------------------------------------------------------------
-    def _publish(self, static: bool = False) -> None:
-        frozen = agents.frozen_params(self.agent) if static else None
+    def _publish_first(self) -> None:
+        """The policy training starts from and the never-changing frozen parameters."""
+        frozen = agents.frozen_params(self.agent)
         self.server.publish(
             {"policy": agents.actor_params(self.agent)},
             self.updates + 1,  # version 1 is the initial policy; version - 1 = learner steps
@@ -271,8 +320,8 @@ class Learner:
                     self.agent, metrics = agents.update(self.agent, batch)
                 self.updates += 1
                 if self.updates % cfg.publish_every == 0:
-                    with clock.phase("publish"):  # waits for the update, copies, serialises
-                        self._publish()
+                    with clock.phase("publish"):  # handed over: the loop need not wait for it
+                        self.publisher.submit(self.agent.actor_state().params, self.updates + 1)
                 if self.updates % cfg.log_every == 0:
                     with clock.phase("log"):
                         now = time.monotonic()
@@ -290,6 +339,7 @@ class Learner:
             self._handle_reports()
             self.checkpoint()
             self._write_progress()
+            self.publisher.close()
             self.server.close()
             self.replay.close()
             self._writer.close()
