@@ -27,7 +27,7 @@ from serl.train.config import TrainConfig
 from serl.train.demos import with_observation_norm
 from serl.train.envs import env_schema, make_env
 from serl.train.run_checkpoints import latest_checkpoint
-from serl.train.run_files import LEARNER_FILE, run_token
+from serl.train.run_files import LEARNER_FILE, run_token, written_address
 
 MAX_ACTOR_RESTARTS = 5
 MAX_LEARNER_RESTARTS = 3
@@ -152,7 +152,7 @@ class Launcher:
     def _wait_for_learner(self, timeout: float = 600.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if _read_json(self.run / LEARNER_FILE).get("address"):
+            if written_address(self.run / LEARNER_FILE) is not None:
                 return
             if self.learner.poll() is not None:
                 raise ProcessFailed(

@@ -404,8 +404,9 @@ class Learner:
                 "actor_steps": self.actor_steps,
                 "last_eval": self.last_eval,
                 "done_actors": sorted(self.done_actors),
-                # this process's seconds per loop phase (the update runs beside sampling and
-                # is waited for when publishing), and each finished actor's
+                # this process's seconds per loop phase (an update is dispatched and runs
+                # beside what follows; the host waits for it where it next needs a result),
+                # and each finished actor's
                 "loop_s": {**self.clock.rounded(), **self.ingest_clock.rounded()},
                 "actor_loop_s": self.actor_loops,
             },

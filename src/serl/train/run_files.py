@@ -102,18 +102,22 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def written_address(path: Path) -> str | None:
+    """The address a learner wrote to its learner.json; None while there is none (yet)."""
+    try:
+        return json.loads(path.read_text())["address"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return None
+
+
 def learner_address(learner: str, timeout: float = 600.0) -> str:
     """`learner` when it is HOST:PORT; when it is a learner.json, the address in it, waiting
     for the learner to write it (a local run starts its actors beside the learner)."""
     if not learner.endswith(".json"):
         return learner
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return json.loads(Path(learner).read_text())["address"]
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            if time.monotonic() > deadline:
-                raise ProcessFailed(
-                    f"no learner wrote its address to {learner} within {timeout:.0f} s"
-                ) from None
-            time.sleep(0.05)
+    while (address := written_address(Path(learner))) is None:
+        if time.monotonic() > deadline:
+            raise ProcessFailed(f"no learner wrote its address to {learner} within {timeout:.0f} s")
+        time.sleep(0.05)
+    return address
