@@ -259,3 +259,40 @@ def test_sigterm_writes_a_final_checkpoint_and_exits_zero(tmp_path) -> None:
     checkpoint = latest_checkpoint(run)
     assert checkpoint is not None and int(checkpoint.name) >= 10
     assert json.loads((checkpoint / "meta.json").read_text())["updates"] == int(checkpoint.name)
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line contains `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # not a process, or gone meanwhile
+        if text in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.timeout(240)
+def test_sigterm_to_serl_train_stops_its_processes_with_a_final_checkpoint(tmp_path) -> None:
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "serl.cli", "train", "Pendulum-v1", "--no-video"]
+    command += ["--run-dir", str(run), "--agent-overrides", json.dumps(TINY_SAC)]
+    command += "--env-steps 100000 --random-steps 100 --training-starts 100".split()
+    command += "--updates-per-env-step 0.25 --eval-every 100000 --checkpoint-every 100000".split()
+    launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_updates(run, 10, launcher)
+        launcher.send_signal(signal.SIGTERM)  # kill PID, a job scheduler's stop
+        assert launcher.wait(120) == 130
+        assert processes_mentioning(str(run)) == []  # no learner or actor left behind
+    finally:
+        for pid in [launcher.pid, *processes_mentioning(str(run))]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    checkpoint = latest_checkpoint(run)
+    assert checkpoint is not None and int(checkpoint.name) >= 10

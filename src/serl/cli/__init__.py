@@ -61,9 +61,13 @@ def main(argv: list[str] | None = None) -> int:
 def entry_point() -> None:
     """Console-script entry: exit with the subcommand's code; a user's mistake in one line."""
     import os
+    import signal
 
     from serl.errors import UserError
 
+    # SIGTERM (kill, a job scheduler) as Ctrl-C: `serl train` stops the processes it started
+    # (the learner checkpoints) instead of leaving them running; learner and actor set their own
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         code = main()
     except UserError as e:
