@@ -181,12 +181,7 @@ class EpisodeStore:
             raise ValueError("attrs: 'length' is reserved for the episode's length")
         index = self._count
         tmp = self.path / _INCOMPLETE / uuid.uuid4().hex
-        group = zarr.open_group(tmp, mode="w-", attributes={**(attrs or {}), "length": len(ep)})
-        obs = group.create_group("observations")
-        for key, frames in ep.observations.items():
-            _write(obs, key, frames)
-        for name in _STEP_ARRAYS:
-            _write(group, name, getattr(ep, name))
+        sync(_write_episode(tmp, ep, {**(attrs or {}), "length": len(ep)}))
         fsync_tree(tmp)
         episodes = self.path / "episodes"
         os.rename(tmp, episodes / f"{index:06d}")  # the commit point
@@ -221,8 +216,19 @@ def load_episodes(buffer: Buffer, episodes: Iterable[Episode]) -> int:
     return steps
 
 
-def _write(group: Any, name: str, data: np.ndarray) -> None:
-    group.create_array(name, data=np.ascontiguousarray(data), chunks=data.shape)
+async def _write_episode(path: Path, ep: Episode, attrs: dict[str, Any]) -> None:
+    """An episode's group at `path` (which must not exist), its arrays written concurrently
+    (one at a time, each array's round trip to zarr's loop dominated a small episode's append)."""
+    group = await open_group_async(path, mode="w-", attributes=attrs)
+    obs = await group.create_group("observations")
+    arrays = [(obs, key, frames) for key, frames in ep.observations.items()]
+    arrays += [(group, name, getattr(ep, name)) for name in _STEP_ARRAYS]
+    await asyncio.gather(
+        *(
+            parent.create_array(name, data=np.ascontiguousarray(data), chunks=data.shape)
+            for parent, name, data in arrays
+        )
+    )
 
 
 def fsync_tree(root: Path) -> None:
