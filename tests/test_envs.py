@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
 import serl.envs
 from serl.envs import ENV_IDS, make_expert
-from serl.envs.pick_cube import TARGET_HIGH, TARGET_LOW
+from serl.envs.controllers import _task_inertia_times, opspace_torques, orientation_error
+from serl.envs.pick_cube import HOME_QPOS, POINTING_DOWN, TARGET_HIGH, TARGET_LOW
 
 STATE_ID, VISION_ID = ENV_IDS
 
@@ -93,6 +95,64 @@ def test_controller_tracks_target_within_a_centimetre(action: list[float]) -> No
     for _ in range(40):  # settle
         env.step(np.zeros(4, dtype=np.float32))
     assert np.linalg.norm(env.tcp_pos - env.target_pos) < 0.01
+
+
+def textbook_opspace(env, target_quat: np.ndarray) -> np.ndarray:
+    """The operational-space law with explicit inverses (REFERENCE.md's controller)."""
+    model, data, dofs, gains = env.model, env.data, env._arm, env._gains
+    jac = np.empty((6, model.nv))
+    mujoco.mj_jacSite(model, data, jac[:3], jac[3:], env._pinch)
+    jac = jac[:, dofs]
+    mass = np.empty((model.nv, model.nv))
+    mujoco.mj_fullM(model, data, mass)
+    mass = mass[dofs, dofs]
+    mass_inv = np.linalg.inv(mass)
+    task_inertia = np.linalg.inv(jac @ mass_inv @ jac.T)
+    dq = data.qvel[dofs]
+    twist = jac @ dq
+    kd_pos, kd_ori = (2.0 * gains.damping_ratio * np.sqrt(k) for k in (gains.pos_kp, gains.ori_kp))
+    accel = np.concatenate(
+        [
+            gains.pos_kp * (env.target_pos - data.site_xpos[env._pinch]) - kd_pos * twist[:3],
+            gains.ori_kp * orientation_error(target_quat, data.site_xmat[env._pinch])
+            - kd_ori * twist[3:],
+        ]
+    )
+    posture = mass @ (
+        gains.nullspace_kp * (HOME_QPOS - data.qpos[dofs]) - 2 * np.sqrt(gains.nullspace_kp) * dq
+    )
+    jac_bar = mass_inv @ jac.T @ task_inertia
+    null = posture - jac.T @ (jac_bar.T @ posture)
+    return jac.T @ (task_inertia @ accel) + null + data.qfrc_bias[dofs]
+
+
+def test_controller_computes_the_textbook_law() -> None:
+    env = gym.make(STATE_ID).unwrapped
+    env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        env.step(rng.uniform(-1, 1, 4).astype(np.float32))
+        tau = opspace_torques(
+            env.model,
+            env.data,
+            env._pinch,
+            env._arm,
+            env.target_pos,
+            POINTING_DOWN,
+            HOME_QPOS,
+            env._gains,
+        )
+        expected = textbook_opspace(env, POINTING_DOWN)
+        np.testing.assert_allclose(tau, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+
+
+def test_task_inertia_falls_back_to_the_pseudo_inverse_near_singular_poses() -> None:
+    rank_5 = np.diag([1.0, 1.0, 1.0, 1.0, 1.0, 1e-9])
+    x = np.arange(1.0, 7.0)
+    np.testing.assert_allclose(
+        _task_inertia_times(rank_5, x), np.linalg.pinv(rank_5, rcond=1e-2) @ x
+    )
+    np.testing.assert_allclose(_task_inertia_times(np.eye(6) * 2.0, x), x / 2.0)
 
 
 def test_gripper_closes_and_opens() -> None:

@@ -55,21 +55,25 @@ def opspace_torques(
     """Joint torques driving `site_id` to the target pose, gravity- and Coriolis-compensated.
 
     `dofs` is the contiguous block of the arm's hinge joints (same indices in qpos and qvel).
+    The control law: task inertia L = (J M^-1 J^T)^-1 (a pseudo-inverse near singular poses),
+    task torque J^T L a for the PD acceleration a, and the posture torque M y projected into
+    the task's nullspace, (I - J^T L J M^-1) M y = M y - J^T L J y. Written as one solve,
+    tau = J^T L (a - J y) + M y + bias: this runs 10 times per env step, and small-matrix
+    calls are most of an env step's cost.
     """
     jac_full = np.empty((6, model.nv))
     mujoco.mj_jacSite(model, data, jac_full[:3], jac_full[3:], site_id)
-    jac = jac_full[:, dofs]
+    jac = np.ascontiguousarray(jac_full[:, dofs])
     mass_full = np.empty((model.nv, model.nv))
     mujoco.mj_fullM(model, data, mass_full)
     mass = mass_full[dofs, dofs]
-    mass_inv = np.linalg.inv(mass)
 
-    # Task-space inertia; the pseudo-inverse keeps it finite near singular poses.
-    lambda_inv = jac @ mass_inv @ jac.T
-    if abs(np.linalg.det(lambda_inv)) >= 1e-2:
-        task_inertia = np.linalg.inv(lambda_inv)
-    else:
-        task_inertia = np.linalg.pinv(lambda_inv, rcond=1e-2)
+    chol = np.array(mass)  # M = C C^T (symmetric positive definite)
+    mujoco.mju_cholFactor(chol, 0.0)
+    jac_minv = np.empty_like(jac)  # J M^-1, row by row (M is symmetric)
+    for row, out in zip(jac, jac_minv, strict=True):
+        mujoco.mju_cholSolve(out, chol, row)
+    lambda_inv = jac_minv @ jac.T
 
     dq = data.qvel[dofs]
     twist = jac @ dq
@@ -83,13 +87,19 @@ def opspace_torques(
             _clip_norm(gains.ori_kp * ori_err - kd_ori * twist[3:], gains.max_ori_accel),
         ]
     )
-    tau = jac.T @ (task_inertia @ accel)
-
-    # Posture control projected into the task's nullspace, (I - J^T Jbar^T), so it never
-    # fights the task.
     kd_null = 2.0 * np.sqrt(gains.nullspace_kp)
-    posture_torque = mass @ (gains.nullspace_kp * (posture - data.qpos[dofs]) - kd_null * dq)
-    jac_bar = mass_inv @ jac.T @ task_inertia
-    tau += posture_torque - jac.T @ (jac_bar.T @ posture_torque)
+    posture_accel = gains.nullspace_kp * (posture - data.qpos[dofs]) - kd_null * dq
+    task = _task_inertia_times(lambda_inv, accel - jac @ posture_accel)
+    return jac.T @ task + mass @ posture_accel + data.qfrc_bias[dofs]
 
-    return tau + data.qfrc_bias[dofs]
+
+def _task_inertia_times(lambda_inv: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """(lambda_inv)^-1 x, or its pseudo-inverse (rcond 1e-2) where |det| < 1e-2."""
+    chol = np.array(lambda_inv)
+    if mujoco.mju_cholFactor(chol, 0.0) == len(x):
+        det = float(np.prod(np.diagonal(chol))) ** 2
+        if det >= 1e-2:
+            out = np.empty_like(x)
+            mujoco.mju_cholSolve(out, chol, x)
+            return out
+    return np.linalg.pinv(lambda_inv, rcond=1e-2) @ x
