@@ -6,17 +6,23 @@ seconds each loop phase took (progress.json `loop_s`: sampling, the update's dis
 publishing parameters — which waits for the update —, logging, checkpoints, waiting for env
 steps, handling reports; `ingest`: storing actors' batches on the transport's threads) and each
 actor reports its own (pace waits, policy, sending; the env is the rest of its total). Right
-after, in this process, the same agent config takes back-to-back updates on host numpy batches
-of the same size (bench/agent_speed.py's measurement: the best of several windows, twice).
+before and right after each run, in this process, the same agent config takes back-to-back
+updates on host numpy batches of the same size (bench/agent_speed.py's measurement, the best of
+several windows); the better of the two is that run's bare rate (the ratio errs low). This
+machine's speed drifts by tens of percent within minutes (a shared host: the CPU time stolen
+from this VM during each run is recorded), so the run is repeated and the median ratio is the
+figure.
 
-    .venv/bin/python bench/loop_efficiency.py [--env-id ENV_ID] [--env-steps N] [--name NAME]
-        [serl train flags, e.g. --publish-every 10]
+    .venv/bin/python bench/loop_efficiency.py [--env-id ENV_ID] [--env-steps N] [--repeats N]
+        [--name NAME] [serl train flags, e.g. --publish-every 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +32,7 @@ import numpy as np
 from agent_speed import measure
 from common import write_result
 
+from serl.cli.train import parse_train_args, train_config
 from serl.train.config import TrainConfig
 from serl.train.envs import chunk_env, make_env
 
@@ -49,6 +56,30 @@ def bare_update(cfg: TrainConfig) -> dict:
     action_dim = int(np.prod(env.action_space.shape))
     env.close()
     return measure(cfg.agent_config, example, action_dim, windows=5, steps=100)
+
+
+def cpu_steal_s() -> float:
+    """Seconds of CPU the host took from this VM so far, all cores (/proc/stat's steal)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+
+
+def measured_run(cfg: TrainConfig, args: argparse.Namespace, extra: list[str]) -> dict:
+    """One run between two bare measurements: its summary against the better of them."""
+    before = bare_update(cfg)
+    steal = cpu_steal_s()
+    with tempfile.TemporaryDirectory() as tmp:
+        progress = run_training(args.env_id, args.env_steps, Path(tmp) / "run", extra)
+    steal = cpu_steal_s() - steal
+    after = bare_update(cfg)
+    bare = max(before, after, key=lambda b: b["learner_steps_per_s"])
+    result = summarise(progress, bare)
+    result["bare_update_before_after"] = [
+        before["learner_steps_per_s"],
+        after["learner_steps_per_s"],
+    ]
+    result["cpu_steal_s_during_run"] = round(steal, 2)
+    return result
 
 
 def summarise(progress: dict, bare: dict) -> dict:
@@ -75,7 +106,6 @@ def summarise(progress: dict, bare: dict) -> dict:
         "learner_steps_per_s_in_train": round(inside, 2),
         "bare_update_steps_per_s": bare["learner_steps_per_s"],
         "ratio": round(inside / bare["learner_steps_per_s"], 3),
-        "target_ratio": TARGET_RATIO,
         "learner_training_s": round(training_s, 2),
         "learner_before_training_s": round(before, 2),
         "learner_fractions": {k: round(v / training_s, 3) for k, v in loop.items()},
@@ -89,17 +119,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env-id", default="serl/PandaPickCube-v0")
     p.add_argument("--env-steps", type=int, default=6000)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--name", default="loop_efficiency")
     args, extra = p.parse_known_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp) / "run"
-        progress = run_training(args.env_id, args.env_steps, run, extra)
-        cfg = TrainConfig.load(run)
-        # this machine's speed drifts within minutes: the better of two measurements, one
-        # right after the run and one after that, is the bare rate (the ratio errs low)
-        bare = max(bare_update(cfg), bare_update(cfg), key=lambda b: b["learner_steps_per_s"])
-        result = summarise(progress, bare)
-    write_result(args.name, {"env_id": args.env_id, "train_flags": extra, **result})
+    cfg = train_config(parse_train_args([args.env_id, *extra]))
+    runs = [measured_run(cfg, args, extra) for _ in range(args.repeats)]
+    ratios = [r["ratio"] for r in runs]
+    result = {
+        "env_id": args.env_id,
+        "train_flags": extra,
+        "ratio_median": statistics.median(ratios),
+        "ratios": ratios,
+        "target_ratio": TARGET_RATIO,
+        "runs": runs,
+    }
+    write_result(args.name, result)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Actor-side evaluation on a worker thread: it runs beside the caller on an env made on its own
 thread, reports in order, stops early when asked, and re-raises its errors."""
 
+import os
 import threading
 import time
 
@@ -22,12 +23,14 @@ class ThreadRecorder(gym.Wrapper):
         super().__init__(gym.make("Pendulum-v1"))
         self.made_on = threading.get_ident()
         self.stepped_on: set[int] = set()
+        self.nices: set[int] = set()  # of the threads that stepped it
         self.steps = 0
         self.release = release
         self.closed = False
 
     def step(self, action):
         self.stepped_on.add(threading.get_ident())
+        self.nices.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         self.steps += 1
         assert self.release.wait(60), "the test never released the evaluation"
         return self.env.step(action)
@@ -58,6 +61,7 @@ def test_evaluation_runs_beside_the_caller_and_reports_what_a_blocking_one_would
         made.append(ThreadRecorder(release))
         return flat(made[-1])
 
+    nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     evaluation = BackgroundEvaluation(make, 2, seed=7, report=lambda r, s: reports.append((s, r)))
     evaluation.start(policy, env_step=100)
     # start returned while the evaluation's first step is held: it runs on another thread
@@ -70,6 +74,8 @@ def test_evaluation_runs_beside_the_caller_and_reports_what_a_blocking_one_would
     (env,) = made  # one env, made and stepped on the worker thread, closed at the end
     assert env.made_on != threading.get_ident() and env.stepped_on == {env.made_on}
     assert env.closed
+    # the worker yields the CPU to every other thread; the caller keeps its priority
+    assert env.nices == {19} and os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == nice
     blocking = evaluate(flat(gym.make("Pendulum-v1")), lambda o: eval_actions(policy, o), 2, 7)
     # each report says how long ago its policy was taken: the first was held >= 0.2 s
     ages = [r.pop("policy_age_s") for _, r in reports]

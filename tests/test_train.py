@@ -275,8 +275,23 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+
+
+def thread_nices(pid: int) -> list[int]:
+    """The nice value of each of a process's threads (/proc/PID/task/TID/stat, field 19)."""
+    nices = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            nices.append(int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]))
+        except (OSError, IndexError):
+            continue  # a thread that ended meanwhile
+    return nices
+
+
 @pytest.mark.timeout(240)
-def test_sigterm_to_serl_train_stops_its_processes_with_a_final_checkpoint(tmp_path) -> None:
+def test_serl_train_lowers_its_actors_priority_and_stops_them_on_sigterm(tmp_path) -> None:
     run = tmp_path / "run"
     command = [sys.executable, "-m", "serl.cli", "train", "Pendulum-v1", "--no-video"]
     command += ["--run-dir", str(run), "--agent-overrides", json.dumps(TINY_SAC)]
@@ -285,6 +300,10 @@ def test_sigterm_to_serl_train_stops_its_processes_with_a_final_checkpoint(tmp_p
     launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_updates(run, 10, launcher)
+        # every thread of the actor yields the CPU to the learner's
+        (actor,) = [p for p in processes_mentioning(str(run)) if b" actor " in cmdline(p)]
+        (learner,) = [p for p in processes_mentioning(str(run)) if b" learner " in cmdline(p)]
+        assert set(thread_nices(actor)) == {10} and set(thread_nices(learner)) == {0}
         launcher.send_signal(signal.SIGTERM)  # kill PID, a job scheduler's stop
         assert launcher.wait(120) == 130
         assert processes_mentioning(str(run)) == []  # no learner or actor left behind

@@ -32,6 +32,7 @@ def actor(
     start_step: int = 0,
     token: str | None = None,
     intervene: Intervener | None = None,
+    nice: int = 0,
 ) -> int:
     """Run actor INDEX against a learner at HOST:PORT (token from --token or $SERL_TOKEN).
 
@@ -45,9 +46,15 @@ def actor(
         start_step: Env steps this actor already took (the learner's count when more).
         token: The run's secret (RUN_DIR/token); default: $SERL_TOKEN.
         intervene: Overrides the run's intervention.json, e.g. a person at this gamepad.
+        nice: Lower this process's CPU priority by this much (serl train passes the config's
+            actor_nice).
     """
     import json
     import os
+
+    if not 0 <= nice <= 19:
+        raise SystemExit(f"serl actor: --nice must be in 0..19, got {nice}")
+    _lower_cpu_priority(nice)
 
     from serl.train.actor_process import run_actor
     from serl.train.config import TrainConfig
@@ -60,6 +67,21 @@ def actor(
     cfg = TrainConfig.from_json(json.loads(config.read_text()))
     hil = InterventionConfig(kind=intervene) if intervene is not None else None
     return run_actor(cfg, learner, secret, index, start_step, hil)
+
+
+def _lower_cpu_priority(nice: int) -> None:
+    """Add `nice` to this process's nice value, on each of its threads (Linux keeps one per
+    thread, and numpy's BLAS started a thread at import); threads started later inherit it."""
+    import os
+
+    os.nice(nice)
+    value = os.getpriority(os.PRIO_PROCESS, 0)
+    tasks = Path("/proc/self/task")
+    for tid in os.listdir(tasks) if tasks.is_dir() else ():
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(tid), value)
+        except ProcessLookupError:  # a thread that ended meanwhile
+            pass
 
 
 def evaluate(

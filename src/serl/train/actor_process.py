@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -71,7 +72,9 @@ class BackgroundEvaluation:
     ) -> None:
         self._make_env, self._episodes, self._seed, self._report = make_env, episodes, seed, report
         self._env: gym.Env | None = None
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluation")
+        self._worker = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="evaluation", initializer=_lowest_cpu_priority
+        )
         self._pending: Future | None = None
         self._stop = threading.Event()
 
@@ -115,6 +118,15 @@ class BackgroundEvaluation:
             if self._env is not None:
                 self._worker.submit(self._env.close).result()
             self._worker.shutdown()
+
+
+def _lowest_cpu_priority() -> None:
+    """The calling thread yields the CPU to every other (Linux: nice is per thread): an
+    evaluation only reports, while the learner's update next to it is the run's critical path."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except OSError:  # not Linux: a thread id is no process id there; keep the process's
+        pass
 
 
 class _EvaluationStopped(Exception):

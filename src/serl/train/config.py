@@ -46,6 +46,9 @@ class TrainConfig(JsonFile):
     training_starts: int = 1_000  # online transitions before the first update
     updates_per_env_step: float = 0.5  # learner steps per env step: actors wait past it
     pace_slack: int = 200  # env steps an actor may run ahead of the learner
+    # the nice value of the actors `serl train` starts: paced by the learner, they run on what its
+    # update leaves; 0 for an actor that must hold a robot's control period on a busy machine
+    actor_nice: int = 10
     publish_every: int = 1  # learner steps between parameter broadcasts
     checkpoint_every: int = 2_000  # learner steps between checkpoints
     log_every: int = 100  # learner steps between TensorBoard scalars
@@ -65,6 +68,7 @@ class TrainConfig(JsonFile):
             "demo_fraction": 0.0 <= self.demo_fraction < 1.0,
             "updates_per_env_step": self.updates_per_env_step > 0,
             "publish_every": self.publish_every >= 1,
+            "actor_nice": 0 <= self.actor_nice <= 19,
             "checkpoint_every": self.checkpoint_every >= 1,
             "eval_every": self.eval_every >= 1,
             "eval_episodes": self.eval_episodes >= 1,

@@ -173,6 +173,8 @@ class Launcher:
                 str(self.run / "config.json"),
                 "--index",
                 str(index),
+                "--nice",
+                str(self.cfg.actor_nice),
             ],
             f"actor-{index}",
         )
