@@ -4,7 +4,7 @@
 Writes bench/results/hil_pick_cube.json (env steps to 90% evaluation success, final success,
 intervention rate over time) and PNGs of the learning curves and of the intervention rate.
 Expected: (c) <= (b) < (a) in median env steps to 90%. All three use one agent preset,
-`sac_hil` by default (sac_demo with Q-filtered cloning, the preset for runs with interventions).
+`sac_hil` by default (Q-filtered cloning, the preset for runs with interventions).
 """
 
 from __future__ import annotations
