@@ -261,30 +261,31 @@ def test_sigterm_writes_a_final_checkpoint_and_exits_zero(tmp_path) -> None:
     assert json.loads((checkpoint / "meta.json").read_text())["updates"] == int(checkpoint.name)
 
 
-def processes_mentioning(text: str) -> list[int]:
-    """Live processes whose command line contains `text`."""
-    found = []
+def stat_fields(path: Path) -> list[str]:
+    """A /proc stat file's fields after the command name: state first, nice at [16]."""
+    return path.read_text().rsplit(")", 1)[1].split()
+
+
+def processes_mentioning(text: str) -> dict[int, str]:
+    """Live processes whose command line contains `text`: pid -> command line."""
+    found = {}
     for entry in Path("/proc").iterdir():
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            state = stat_fields(entry / "stat")[0]
         except (OSError, IndexError):
             continue  # not a process, or gone meanwhile
         if text in cmdline and state != "Z":
-            found.append(int(entry.name))
+            found[int(entry.name)] = cmdline
     return found
 
 
-def cmdline(pid: int) -> bytes:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-
-
 def thread_nices(pid: int) -> list[int]:
-    """The nice value of each of a process's threads (/proc/PID/task/TID/stat, field 19)."""
+    """The nice value of each of a process's threads."""
     nices = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            nices.append(int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]))
+            nices.append(int(stat_fields(task / "stat")[16]))
         except (OSError, IndexError):
             continue  # a thread that ended meanwhile
     return nices
@@ -301,12 +302,13 @@ def test_serl_train_lowers_its_actors_priority_and_stops_them_on_sigterm(tmp_pat
     try:
         wait_for_updates(run, 10, launcher)
         # every thread of the actor yields the CPU to the learner's
-        (actor,) = [p for p in processes_mentioning(str(run)) if b" actor " in cmdline(p)]
-        (learner,) = [p for p in processes_mentioning(str(run)) if b" learner " in cmdline(p)]
+        processes = processes_mentioning(str(run))
+        (actor,) = [pid for pid, command in processes.items() if " actor " in command]
+        (learner,) = [pid for pid, command in processes.items() if " learner " in command]
         assert set(thread_nices(actor)) == {10} and set(thread_nices(learner)) == {0}
         launcher.send_signal(signal.SIGTERM)  # kill PID, a job scheduler's stop
         assert launcher.wait(120) == 130
-        assert processes_mentioning(str(run)) == []  # no learner or actor left behind
+        assert processes_mentioning(str(run)) == {}  # no learner or actor left behind
     finally:
         for pid in [launcher.pid, *processes_mentioning(str(run))]:
             try:
