@@ -7,7 +7,7 @@ targets must lie inside the configured workspace, a watchdog holds the arm when 
 faults refuse commands until an explicit `POST /recover`, and recoveries are rate-limited so a
 robot that keeps faulting waits for a person. Quaternions are [x, y, z, w] everywhere.
 
-One piece (over ~450 lines) because the routes, the request models and the safety state they
+One piece (~650 lines) because the routes, the request models and the safety state they
 check (watchdog, fault latch, recovery limit, one lock over the backend) are one contract: the
 OpenAPI schema a client generates from is this file.
 """
@@ -20,20 +20,33 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
-from typing import Annotated, Literal
+from dataclasses import Field as DataclassField
+from dataclasses import dataclass, fields
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    create_model,
+)
+from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from serl.dataclass_json import decode_fields
 from serl.robot import transforms as tf
 from serl.robot.backends.base import Backend
+from serl.robot.impedance import PARAM_BOUNDS, ImpedanceParams
 from serl.robot.state import RobotState
 
 log = logging.getLogger(__name__)
@@ -41,12 +54,13 @@ log = logging.getLogger(__name__)
 MOVE_TOL_M, MOVE_TOL_RAD, MOVE_TOL_M_S = 0.003, 0.03, 0.01  # "arrived" = there and at rest
 MOVE_SETTLE_WALL_FACTOR = 3.0  # wall-clock cap on settling, as a multiple of move_settle_s
 
-Finite = Annotated[float, Field(allow_inf_nan=False)]
-Vec3 = Annotated[list[Finite], Field(min_length=3, max_length=3)]
-Vec4 = Annotated[list[Finite], Field(min_length=4, max_length=4)]
-Vec6 = Annotated[list[Finite], Field(min_length=6, max_length=6)]
-Vec7 = Annotated[list[Finite], Field(min_length=7, max_length=7)]
 Closure = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+# JSON Schema cannot say "unit norm", so the schema states the loosest rule it can that keeps
+# every accepted quaternion far from zero (normalising it is then safe) and lets every unit one
+# through, float rounding included: each component within ±QUAT_MAX and one at least QUAT_PEAK in
+# magnitude (a unit quaternion's largest is at least 0.5). Any within 1% of unit norm passes.
+QUAT_MAX, QUAT_PEAK = 1.01, 0.49
+BOUND_ERRORS = ("greater_than_equal", "less_than_equal")  # pydantic's error types for ge / le
 
 
 @dataclass(frozen=True)
@@ -78,59 +92,135 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
-class Pose(Strict):
-    """TCP pose in the robot base frame: position (m) and unit quaternion [x, y, z, w]."""
+def _vector(low: list[float], high: list[float], message: str) -> Any:
+    """Numbers [low[i], high[i]] each (prefixItems); out of bounds: one error, `message`."""
+    items = tuple(Annotated[float, Field(ge=lo, le=hi)] for lo, hi in zip(low, high, strict=True))
 
-    position: Vec3
-    quaternion: Vec4 = Field(description="unit quaternion, scalar LAST: [x, y, z, w]")
+    def explain(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as e:  # one sentence naming the bounds, not one error per item
+            if any(err["type"] not in BOUND_ERRORS for err in e.errors()):
+                raise
+            raise PydanticCustomError("out_of_bounds", message, {"value": value}) from None
+
+    # Lax on the tuple alone: JSON arrays arrive as lists (the numbers in it stay strict).
+    return Annotated[tuple[items], Field(strict=False), WrapValidator(explain)]
 
 
-class CommandRequest(Strict):
-    """One control step: a pose target, an optional gripper closure, an optional wait."""
+QUAT_MESSAGE = (
+    "quaternion {value} is not unit length [x, y, z, w]: every component must be within "
+    f"±{QUAT_MAX} and one at least {QUAT_PEAK} in magnitude (it is then normalised)"
+)
 
-    pose: Pose
-    gripper: Closure | None = Field(None, description="0 open .. 1 closed; null = unchanged")
-    settle_s: float = Field(
-        0.0,
-        ge=0.0,
-        le=1.0,
-        allow_inf_nan=False,
-        description="wait this long after applying, then answer the state",
+
+def _normalised(quat: tuple[float, ...]) -> tuple[float, ...]:
+    """The quaternion scaled to unit norm; refused when no component reaches QUAT_PEAK."""
+    if max(abs(v) for v in quat) < QUAT_PEAK:
+        raise PydanticCustomError("out_of_bounds", QUAT_MESSAGE, {"value": list(quat)})
+    norm = float(np.linalg.norm(quat))
+    return tuple(v / norm for v in quat)
+
+
+Quaternion = Annotated[
+    _vector([-QUAT_MAX] * 4, [QUAT_MAX] * 4, QUAT_MESSAGE),
+    AfterValidator(_normalised),
+    Field(
+        description=f"[x, y, z, w], scalar LAST; send it unit: the server normalises it (and "
+        f"refuses it unless one component is at least {QUAT_PEAK} in magnitude)",
+        json_schema_extra={
+            "contains": {"anyOf": [{"minimum": QUAT_PEAK}, {"maximum": -QUAT_PEAK}]}
+        },
+    ),
+]
+
+
+def _request_models(
+    config: ServerConfig, joint_limits: np.ndarray
+) -> tuple[type[Strict], type[Strict], type[Strict]]:
+    """The request models bounded by this server: workspace, longest move, joint limits."""
+    low, high = list(config.workspace_low), list(config.workspace_high)
+    Position = _vector(
+        low, high, f"position {{value}} is outside the workspace {low}..{high} (m, base frame)"
+    )
+    q_low, q_high = joint_limits[:, 0].tolist(), joint_limits[:, 1].tolist()
+    Joints = _vector(
+        q_low, q_high, f"q {{value}} is outside the joint limits {q_low}..{q_high} (rad)"
     )
 
+    class Pose(Strict):
+        """TCP pose in the robot base frame: position (m) inside the workspace, quaternion."""
 
-class MoveRequest(Strict):
-    """A timed min-jerk move of the reference to a pose; answers when it has arrived."""
+        position: Position
+        quaternion: Quaternion
 
-    pose: Pose
-    duration_s: float = Field(1.0, ge=0.0, le=10.0, allow_inf_nan=False)
+        def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+            """Position and (unit) quaternion as float arrays."""
+            return np.asarray(self.position), np.asarray(self.quaternion)
+
+    class CommandRequest(Strict):
+        """One control step: a pose target, an optional gripper closure, an optional wait."""
+
+        pose: Pose
+        gripper: Closure | None = Field(None, description="0 open .. 1 closed; null = unchanged")
+        settle_s: float = Field(
+            0.0,
+            ge=0.0,
+            le=1.0,
+            allow_inf_nan=False,
+            description="wait this long after applying, then answer the state",
+        )
+
+    class MoveRequest(Strict):
+        """A timed min-jerk move of the reference to a pose; answers when it has arrived."""
+
+        pose: Pose
+        duration_s: float = Field(
+            min(1.0, config.max_move_s), ge=0.0, le=config.max_move_s, allow_inf_nan=False
+        )
+
+    class JointResetRequest(Strict):
+        """Joint configuration to move to (rad); null = the backend's home configuration."""
+
+        q: Joints | None = None
+
+    return CommandRequest, MoveRequest, JointResetRequest
 
 
-class JointResetRequest(Strict):
-    """Joint configuration to move to (rad); null = the backend's home configuration."""
+class GripperAction(Strict):
+    """Open, close, or home (calibrate) the gripper."""
 
-    q: Vec7 | None = None
-
-
-class GripperRequest(Strict):
-    """A gripper action: open, close, move to a closure, or homing (calibration)."""
-
-    action: Literal["open", "close", "move", "homing"]
-    closure: Closure | None = Field(None, description="required for action 'move'")
+    action: Literal["open", "close", "homing"]
+    closure: Closure | None = Field(None, description="ignored: only action 'move' takes one")
 
 
-class ParamsUpdate(Strict):
-    """Impedance parameters to change; omitted fields keep their value."""
+class GripperMove(Strict):
+    """Move the gripper to a closure."""
 
-    translational_stiffness: Finite | None = None
-    translational_damping: Finite | None = None
-    rotational_stiffness: Finite | None = None
-    rotational_damping: Finite | None = None
-    nullspace_stiffness: Finite | None = None
-    translational_clip: Vec3 | None = None
-    translational_clip_neg: Vec3 | None = None
-    rotational_clip: Vec3 | None = None
-    rotational_clip_neg: Vec3 | None = None
+    action: Literal["move"]
+    closure: Closure = Field(description="0 open .. 1 closed")
+
+
+GripperRequest = Annotated[
+    GripperAction | GripperMove, Field(discriminator="action", title="GripperRequest")
+]
+
+
+def _param_type(f: DataclassField) -> Any:
+    """An impedance parameter's type, bounded by its PARAM_BOUNDS range (per axis for clips)."""
+    lo, hi = PARAM_BOUNDS[f.name.removesuffix("_neg")]
+    if isinstance(f.default, tuple):
+        n, message = len(f.default), f"{f.name} {{value}} must be within [{lo}, {hi}] per axis"
+        return _vector([lo] * n, [hi] * n, message)
+    return Annotated[float, Field(ge=lo, le=hi)]
+
+
+ParamsUpdate = create_model(
+    "ParamsUpdate",
+    __base__=Strict,
+    __doc__="Impedance parameters to change, each within its safe range; omitted ones are kept.",
+    **{f.name: (_param_type(f) | None, None) for f in fields(ImpedanceParams)},
+)
 
 
 class Params(BaseModel):
@@ -240,9 +330,15 @@ def _invalid(loc: tuple[str | int, ...], msg: str) -> RequestValidationError:
     )
 
 
+def _allowed_methods(request: Request) -> str:
+    """The methods of every route at the request's path, for a 405's Allow header."""
+    at_path = [r for r in request.app.routes if r.matches(request.scope)[0] is not Match.NONE]
+    return ", ".join(sorted({m for r in at_path for m in getattr(r, "methods", None) or ()}))
+
+
 # -- the service: safety logic independent of the web framework ----------------------------------
 class RobotService:
-    """Watchdog, validation, fault gating and recovery budget around one backend."""
+    """Watchdog, fault gating and recovery budget around one backend (the models validate)."""
 
     def __init__(self, backend: Backend, config: ServerConfig) -> None:
         self.backend = backend
@@ -307,27 +403,6 @@ class RobotService:
             body["watchdog_tripped"] = self.watchdog_tripped
         return body
 
-    def check_pose(
-        self, pose: Pose, loc: tuple[str | int, ...] = ("pose",)
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Position inside the workspace and a (near-)unit quaternion, else a 422."""
-        pos = np.asarray(pose.position, dtype=np.float64)
-        low, high = np.asarray(self.config.workspace_low), np.asarray(self.config.workspace_high)
-        if np.any(pos < low) or np.any(pos > high):
-            raise _invalid(
-                (*loc, "position"),
-                f"position {pos.tolist()} is outside the workspace "
-                f"{low.tolist()}..{high.tolist()} (m, base frame)",
-            )
-        quat = np.asarray(pose.quaternion, dtype=np.float64)
-        norm = float(np.linalg.norm(quat))
-        if abs(norm - 1.0) > 0.01:
-            raise _invalid(
-                (*loc, "quaternion"),
-                f"quaternion must be unit length [x, y, z, w], norm is {norm:.4f}",
-            )
-        return pos, quat / norm
-
     def require_no_fault(self) -> None:
         """409 while the robot is faulted."""
         faults = self.backend.faults()
@@ -360,6 +435,7 @@ def create_app(backend: Backend, config: ServerConfig | None = None) -> FastAPI:
     """The FastAPI app serving `backend`; the backend starts and stops with the app."""
     config = config or ServerConfig()
     service = RobotService(backend, config)
+    CommandRequest, MoveRequest, JointResetRequest = _request_models(config, backend.joint_limits)
     bearer = HTTPBearer(auto_error=False)
 
     def authorize(
@@ -408,11 +484,14 @@ def create_app(backend: Backend, config: ServerConfig | None = None) -> FastAPI:
         return JSONResponse(status_code=422, content={"detail": errors})
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Framework errors (unparsable body, unknown route) in the same shape as ours.
+        headers = exc.headers
+        if exc.status_code == 405:  # Starlette's Allow names the first route at the path only
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
         return JSONResponse(
             status_code=exc.status_code,
-            headers=exc.headers,
+            headers=headers,
             content={"error": f"http_{exc.status_code}", "detail": str(exc.detail)},
         )
 
@@ -440,7 +519,7 @@ def create_app(backend: Backend, config: ServerConfig | None = None) -> FastAPI:
     @app.post("/command", response_model=StateModel, dependencies=auth, responses=ERRORS)
     async def command(req: CommandRequest) -> dict[str, object]:
         """Set the pose target (and gripper); wait settle_s; answer the state."""
-        pos, quat = service.check_pose(req.pose)
+        pos, quat = req.pose.arrays()
         service.require_no_fault()
         with service.commanding():
             backend.set_target(pos, quat)
@@ -453,9 +532,7 @@ def create_app(backend: Backend, config: ServerConfig | None = None) -> FastAPI:
     @app.post("/move", response_model=StateModel, dependencies=auth, responses=ERRORS)
     async def move(req: MoveRequest) -> dict[str, object]:
         """Timed min-jerk move to a pose; answers once the reference has arrived."""
-        pos, quat = service.check_pose(req.pose)
-        if req.duration_s > config.max_move_s:
-            raise _invalid(("duration_s",), f"duration_s must be <= {config.max_move_s}")
+        pos, quat = req.pose.arrays()
         service.require_no_fault()
         with service.commanding(arm=False):  # a move is a standing command: no watchdog
             end = backend.move(pos, quat, req.duration_s)
@@ -494,12 +571,6 @@ def create_app(backend: Backend, config: ServerConfig | None = None) -> FastAPI:
     async def joint_reset(req: JointResetRequest) -> dict[str, object]:
         """Move the joints to q (home if omitted), then hold there."""
         q = backend.home_q if req.q is None else np.asarray(req.q, dtype=np.float64)
-        low, high = backend.joint_limits[:, 0], backend.joint_limits[:, 1]
-        if np.any(q < low) or np.any(q > high):
-            raise _invalid(
-                ("q",),
-                f"q {q.tolist()} is outside the joint limits {low.tolist()}..{high.tolist()} (rad)",
-            )
         service.require_no_fault()
         # Joint motions on hardware take seconds: run them off the event loop.
         await asyncio.to_thread(backend.joint_reset, q)
@@ -543,8 +614,6 @@ def create_app(backend: Backend, config: ServerConfig | None = None) -> FastAPI:
         if req.action == "homing":
             await asyncio.to_thread(backend.gripper.homing)
         elif req.action == "move":
-            if req.closure is None:
-                raise _invalid(("closure",), "action 'move' needs a closure in [0, 1]")
             backend.gripper.command(req.closure)
         else:
             backend.gripper.command(1.0 if req.action == "close" else 0.0)
