@@ -8,6 +8,7 @@ from typing import Literal
 import tyro
 
 from serl.cli.common import setup_logging
+from serl.errors import ConfigError
 
 
 def render(
@@ -78,6 +79,7 @@ def robot_server(
     scene: Literal["empty", "peg"] = "empty",
     cameras: tuple[str, ...] = ("front", "wrist"),
     camera_size: int = 128,
+    time_scale: float = 1.0,
     robot_ip: str = "172.16.0.2",
     gripper: Literal["franka", "robotiq", "none"] = "franka",
     robotiq_port: str = "/dev/ttyUSB0",
@@ -93,6 +95,8 @@ def robot_server(
         scene: The sim backend's scene.
         cameras: The sim backend's cameras.
         camera_size: The sim cameras' image size in pixels (square).
+        time_scale: Run the sim this many times faster than real time (its physics, cameras,
+            watchdog and timed moves, and the env loop of its clients, all on the robot's clock).
         robot_ip: The arm's address (franka backend).
         gripper: The gripper on the arm (franka backend).
         robotiq_port: The Robotiq gripper's serial port.
@@ -107,8 +111,14 @@ def robot_server(
     setup_logging()
     if backend == "sim":
         arm = make_backend(
-            "sim", scene=scene, cameras=cameras, camera_size=(camera_size, camera_size)
+            "sim",
+            scene=scene,
+            cameras=cameras,
+            camera_size=(camera_size, camera_size),
+            time_scale=time_scale,
         )
+    elif time_scale != 1.0:
+        raise ConfigError("--time-scale is for the sim backend: a real arm runs in real time")
     else:
         arm = make_backend("franka", robot_ip=robot_ip, gripper=gripper, robotiq_port=robotiq_port)
     config = ServerConfig(watchdog_s=watchdog_s, token=token or os.environ.get("SERL_ROBOT_TOKEN"))

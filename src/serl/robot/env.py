@@ -3,7 +3,9 @@
 Each step makes ONE HTTP round trip: the safety-boxed pose target goes out with the gripper
 command and a `settle_s` that makes the server answer at the next control tick, so the state
 that comes back is the next observation. The loop keeps a drift-free tick schedule, records the
-achieved period of every step and flags overruns (`info["timing"]`).
+achieved period of every step and flags overruns (`info["timing"]`). Its times are the robot's
+clock: a sim server run faster than real time (`serl robot-server --time-scale N`) says so in
+/health, and the loop then runs N times as fast in wall time, still at `hz` in robot time.
 
 Observations (dict of Box): tcp_pose [x, y, z, qx, qy, qz, qw] (quaternion scalar-last),
 tcp_vel [v, w], tcp_force, tcp_torque, gripper_pos (0 open .. 1 closed), and one uint8 image per
@@ -75,6 +77,9 @@ class FrankaEnvConfig:
     )
     joint_reset_period: int = 200  # episodes between joint resets (0: never)
     reset_duration_s: float = 1.5
+    # robot seconds the arm then rests at the reset pose: a move ends once the arm is within
+    # 3 mm, and without a rest an episode starts from wherever latency let it converge to
+    reset_settle_s: float = 0.3
     compliance: ImpedanceParams = field(default_factory=ImpedanceParams)
     precision: ImpedanceParams = PRECISION
     cameras: dict[str, CameraSpec] = field(default_factory=dict)
@@ -113,8 +118,10 @@ def gripper_command(value: float, current: float) -> float:
     return current
 
 
-def make_camera(name: str, spec: CameraSpec, config: FrankaEnvConfig) -> Camera:
-    """Build (not start) the camera a spec describes."""
+def make_camera(
+    name: str, spec: CameraSpec, config: FrankaEnvConfig, time_scale: float = 1.0
+) -> Camera:
+    """Build (not start) the camera a spec describes (`time_scale`: the server's clock rate)."""
     if spec.kind == "server":
         source = ServerCameraSource(
             config.server_url, spec.device or name, config.token, timeout=config.camera_timeout_s
@@ -126,8 +133,8 @@ def make_camera(name: str, spec: CameraSpec, config: FrankaEnvConfig) -> Camera:
         source = OpenCVSource(device, spec.width, spec.height, spec.fps)
     else:
         raise ValueError(f"unknown camera kind {spec.kind!r}")
-    # Fresh enough: within two control periods.
-    return Camera(source, name, max_age_s=max(0.25, 2.0 / config.hz))
+    # Fresh enough: within two control periods (robot time, so wall time shrinks with the scale).
+    return Camera(source, name, max_age_s=max(0.25, 2.0 / config.hz) / time_scale)
 
 
 class FrankaEnv(gym.Env):
@@ -146,8 +153,12 @@ class FrankaEnv(gym.Env):
             config.server_url, config.token, timeout=config.http_timeout_s
         )
         self._owns_client = client is None
+        # Robot seconds per wall second: 1 for a real arm, N for a sim server at --time-scale N.
+        self.time_scale = float(self.client.health().get("time_scale", 1.0))
         if cameras is None:
-            cameras = {n: make_camera(n, s, config) for n, s in config.cameras.items()}
+            cameras = {
+                n: make_camera(n, s, config, self.time_scale) for n, s in config.cameras.items()
+            }
             for cam in cameras.values():
                 cam.start()
         self.cameras = cameras
@@ -173,7 +184,7 @@ class FrankaEnv(gym.Env):
         self._grip = float(config.gripper_at_reset)
         self._steps = 0
         self._episodes = 0
-        self._tick = time.monotonic()
+        self._tick = self._clock()
         self._last_obs_t = self._tick
         self._latency = 0.002  # running estimate of one command round trip (s)
         self.timings: deque[dict[str, float]] = deque(maxlen=10_000)
@@ -195,11 +206,12 @@ class FrankaEnv(gym.Env):
         self._grip = float(cfg.gripper_at_reset)
         self.client.gripper("move", self._grip)
         pos, quat = self.reset_pose()
-        self._state = self.client.move(pos, quat, cfg.reset_duration_s)
+        self.client.move(pos, quat, cfg.reset_duration_s)
         self.client.set_params(**cfg.compliance.to_dict())
-        self._state = self.client.state()
+        # rest under the episode's gains (their equilibrium differs from the move's by ~0.5 mm)
+        self._state = self.client.command(pos, quat, settle_s=cfg.reset_settle_s)
         self._steps = 0
-        self._tick = self._last_obs_t = time.monotonic()
+        self._tick = self._last_obs_t = self._clock()
         return self._observation(self._state), {"success": False}
 
     def reset_pose(self) -> tuple[np.ndarray, np.ndarray]:
@@ -235,7 +247,7 @@ class FrankaEnv(gym.Env):
             grip, self._grip = (new if new != self._grip else None), new
 
         period = 1.0 / cfg.hz
-        sent = time.monotonic()
+        sent = self._clock()
         deadline = self._tick + period
         settle = max(0.0, deadline - sent - self._latency)
         try:
@@ -245,7 +257,7 @@ class FrankaEnv(gym.Env):
             self._steps += 1
             info = {"success": False, "fault": str(e)}
             return self._observation(self._state), 0.0, False, True, info
-        received = time.monotonic()
+        received = self._clock()
         round_trip = received - sent - settle
         self._latency = 0.9 * self._latency + 0.1 * round_trip
         achieved = received - self._last_obs_t
@@ -288,6 +300,10 @@ class FrankaEnv(gym.Env):
         super().close()
 
     # -- internals ----------------------------------------------------------------------------
+    def _clock(self) -> float:
+        """The loop's time (s): the wall clock run at the server's time scale."""
+        return time.monotonic() * self.time_scale
+
     def _recover_if_faulted(self) -> None:
         state = self.client.state()
         attempts = 0

@@ -5,9 +5,11 @@ closure), applies it, optionally waits `settle_s` without blocking other request
 the state. The server owns the safety logic no client can skip: every number must be finite,
 targets must lie inside the configured workspace, a watchdog holds the arm when commands stop,
 faults refuse commands until an explicit `POST /recover`, and recoveries are rate-limited so a
-robot that keeps faulting waits for a person. Quaternions are [x, y, z, w] everywhere.
+robot that keeps faulting waits for a person. Quaternions are [x, y, z, w] everywhere. Every
+duration (settle, moves, the watchdog, the recovery window) counts the robot's clock, so a sim
+backend run faster than real time keeps their meaning.
 
-One piece (~650 lines) because the routes, the request models and the safety state they
+One piece (~700 lines) because the routes, the request models and the safety state they
 check (watchdog, fault latch, recovery limit, one lock over the backend) are one contract: the
 OpenAPI schema a client generates from is this file.
 """
@@ -283,6 +285,7 @@ class Health(BaseModel):
     backend: str
     cameras: list[str]
     auth: bool
+    time_scale: float = Field(description="robot seconds per wall second (a sim may run faster)")
 
 
 class CameraList(BaseModel):
@@ -345,7 +348,7 @@ class RobotService:
         self.config = config
         self._lock = threading.Lock()
         self._seq = 0
-        self._last_command = time.monotonic()
+        self._last_command = backend.now()
         self._armed = False  # the watchdog only acts after a command, until it has held once
         self.watchdog_tripped = False
         self._recoveries: deque[float] = deque()
@@ -365,10 +368,11 @@ class RobotService:
         self.backend.close()
 
     def _watch(self) -> None:
-        period = min(0.02, self.config.watchdog_s / 5)
+        period = min(0.02, self.config.watchdog_s / 5) / self.backend.time_scale  # wall s
         while not self._stop.wait(period):
             with self._lock:  # decide and hold atomically: a command can't slip in between
-                due = self._armed and time.monotonic() - self._last_command > self.config.watchdog_s
+                idle = self.backend.now() - self._last_command
+                due = self._armed and idle > self.config.watchdog_s
                 if due:
                     self._armed = False
                     self.watchdog_tripped = True
@@ -389,7 +393,7 @@ class RobotService:
             self._touch_locked(arm)
 
     def _touch_locked(self, arm: bool) -> None:
-        self._last_command = time.monotonic()
+        self._last_command = self.backend.now()
         self._armed = arm
         self.watchdog_tripped = False
 
@@ -413,7 +417,7 @@ class RobotService:
 
     def recover(self) -> tuple[bool, int]:
         """Bounded recovery: at most max_recoveries within recovery_window_s."""
-        now = time.monotonic()
+        now = self.backend.now()
         with self._lock:
             while self._recoveries and now - self._recoveries[0] > self.config.recovery_window_s:
                 self._recoveries.popleft()
@@ -509,6 +513,7 @@ def create_app(backend: Backend, config: ServerConfig | None = None) -> FastAPI:
             "backend": backend.name,
             "cameras": sorted(backend.cameras),
             "auth": config.token is not None,
+            "time_scale": backend.time_scale,
         }
 
     @app.get("/state", response_model=StateModel, dependencies=auth, responses={401: ERRORS[401]})
@@ -525,8 +530,7 @@ def create_app(backend: Backend, config: ServerConfig | None = None) -> FastAPI:
             backend.set_target(pos, quat)
             if req.gripper is not None:
                 backend.gripper.command(req.gripper)
-        if req.settle_s > 0:
-            await asyncio.sleep(req.settle_s)
+        await _sleep_until(backend.now() + req.settle_s)
         return service.state()
 
     @app.post("/move", response_model=StateModel, dependencies=auth, responses=ERRORS)
@@ -542,16 +546,23 @@ def create_app(backend: Backend, config: ServerConfig | None = None) -> FastAPI:
         finally:  # also when the client goes away mid-move: the watchdog guards again
             service.touch()
 
+    async def _sleep_until(t: float) -> None:
+        """Sleep until the robot's clock reads `t` (a loaded sim's clock runs behind the wall's:
+        sleep again for what is left)."""
+        while (left := t - backend.now()) > 0:
+            await asyncio.sleep(max(left / backend.time_scale, 0.0005))
+
     async def _settle(pos: np.ndarray, quat: np.ndarray, end: float) -> None:
         """Wait for the reference to arrive, then (bounded) for the arm to be at rest there.
 
         The settle budget counts the robot's own clock: a simulation on a loaded machine runs
         slower than the wall clock and needs more wall time (capped, for the client's deadline).
         """
-        await asyncio.sleep(max(0.0, end - time.monotonic()))
+        await _sleep_until(end)
         s = backend.state()
         settle_until = s.time + config.move_settle_s
-        give_up = time.monotonic() + MOVE_SETTLE_WALL_FACTOR * config.move_settle_s
+        wall_budget = MOVE_SETTLE_WALL_FACTOR * config.move_settle_s / backend.time_scale
+        give_up = time.monotonic() + wall_budget
         while not _arrived(s, pos, quat) and not s.faults:
             if s.time > settle_until or time.monotonic() > give_up:
                 off = float(np.linalg.norm(s.position - pos))

@@ -274,14 +274,16 @@ def load_overrides(path: str | os.PathLike[str]) -> dict[str, object]:
 def make_franka_env(task: str = "sim_peg_insertion", **overrides: object) -> FrankaEnv:
     """A FrankaEnv for a named task (the gymnasium entry point of the serl/Franka* ids).
 
-    The server address and token default to $SERL_ROBOT_URL and $SERL_ROBOT_TOKEN, and
-    $SERL_ROBOT_CONFIG names a JSON file of overrides (your measured poses, camera serials), so
+    $SERL_ROBOT_CONFIG names a JSON file of overrides (your measured poses, camera serials);
+    $SERL_ROBOT_URL and $SERL_ROBOT_TOKEN set the server address and token over the file's, so
     `serl record-demos` / `serl train serl/FrankaPegInsert-v0` need no extra flags.
     """
-    if "SERL_ROBOT_CONFIG" in os.environ:
-        overrides = {**load_overrides(os.environ["SERL_ROBOT_CONFIG"]), **overrides}
-    if "SERL_ROBOT_URL" in os.environ:
-        overrides.setdefault("server_url", os.environ["SERL_ROBOT_URL"])
-    if "SERL_ROBOT_TOKEN" in os.environ:
-        overrides.setdefault("token", os.environ["SERL_ROBOT_TOKEN"])
-    return FrankaEnv(task_config(task, **overrides))
+    # the variables name this session's server, so they win over the file (arguments win over both)
+    session = {
+        field: os.environ[var]
+        for field, var in (("server_url", "SERL_ROBOT_URL"), ("token", "SERL_ROBOT_TOKEN"))
+        if var in os.environ
+    }
+    path = os.environ.get("SERL_ROBOT_CONFIG")
+    saved = load_overrides(path) if path else {}
+    return FrankaEnv(task_config(task, **{**saved, **session, **overrides}))

@@ -63,10 +63,12 @@ class Backend(ABC):
     """An arm (real or simulated) driven by a Cartesian impedance controller in its own thread.
 
     The server validates every input before it reaches a backend; backends trust their inputs.
-    Times are `time.monotonic()` seconds.
+    Times are the robot's clock (`now()`), which runs `time_scale` times as fast as the wall
+    clock: 1 for a real arm; a simulation may run faster (or fall behind when overloaded).
     """
 
     name = "backend"
+    time_scale = 1.0
     gripper: Gripper
     cameras: dict[str, FrameStore]
     home_q: np.ndarray
@@ -86,6 +88,10 @@ class Backend(ABC):
         """Stop the control thread and release the hardware."""
 
     # -- state and commands --------------------------------------------------------------------
+    def now(self) -> float:
+        """The robot's clock (s): what timed moves, watchdogs and settle times count."""
+        return time.monotonic()
+
     @abstractmethod
     def state(self) -> RobotState:
         """A consistent snapshot of arm and gripper (faults included)."""
@@ -100,9 +106,9 @@ class Backend(ABC):
         self.reference.set(np.asarray(pos, dtype=np.float64), tf.normalize(quat))
 
     def move(self, pos: np.ndarray, quat: np.ndarray, duration: float) -> float:
-        """Start a min-jerk move from the measured pose; returns when (monotonic) it ends."""
+        """Start a min-jerk move from the measured pose; returns when (robot clock) it ends."""
         s = self.state()
-        t0 = time.monotonic()
+        t0 = self.now()
         self.reference.move(
             s.position,
             s.quaternion,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 import numpy as np
@@ -167,7 +166,7 @@ class FrankaBackend(Backend):
         pos, quat = pose_from_o_t_ee(state.O_T_EE)
         jac = np.asarray(self._model.zero_jacobian(self._franka.Frame.kEndEffector, state))
         jac = jac.reshape(7, 6).T  # libfranka returns it column-major
-        ref_pos, ref_quat = self._reference.at(time.monotonic())
+        ref_pos, ref_quat = self._reference.at(self.now())
         error = limit_error(pose_error(pos, quat, ref_pos, ref_quat), self.params)
         tau = impedance_torques(jac, jac @ dq, error, q, dq, self.home_q, self.params)
         return tau + np.asarray(self._model.coriolis(state))
@@ -199,8 +198,8 @@ class FrankaBackend(Backend):
             faults=faults,
             mode="fault"
             if faults
-            else ("moving" if self._reference.moving(time.monotonic()) else "tracking"),
-            time=time.monotonic(),
+            else ("moving" if self._reference.moving(self.now()) else "tracking"),
+            time=self.now(),
         )
 
     def faults(self) -> tuple[str, ...]:

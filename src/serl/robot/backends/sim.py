@@ -1,8 +1,11 @@
-"""The `sim` backend: the MuJoCo Panda under the same impedance law as the real arm, in real time.
+"""The `sim` backend: the MuJoCo Panda under the same impedance law as the real arm, in real time
+or a fixed multiple of it.
 
-Physics runs in its own thread at the model's 1 kHz timestep, paced to the wall clock, so
-watchdogs, client control rates and timeouts behave as they do on hardware. Cameras are
-rendered in a second thread (which owns the GL context) into latest-frame stores.
+Physics runs in its own thread at the model's 1 kHz timestep, paced to the wall clock times
+`time_scale`; the simulation time is the robot's clock (`now()`), so watchdogs, timed moves,
+settle times and client control rates count robot seconds and behave as on hardware at any
+scale. Cameras are rendered in a second thread (which owns the GL context) into latest-frame
+stores, at their frame rate in robot time.
 Sim-only shortcuts, stated where they happen: joint resets teleport the joints, and
 `inject_fault` puts the robot into a fault for drills.
 """
@@ -31,7 +34,7 @@ log = logging.getLogger(__name__)
 
 SCENES = {"empty": "robot_scene.xml", "peg": "peg_insert.xml"}
 FAULT_KINDS = ("cartesian_reflex", "joint_limit", "communication_lost", "persistent")
-MAX_LAG_S = 0.1  # further behind the wall clock than this, the sim drops time instead of racing
+MAX_LAG_S = 0.1  # robot seconds behind its pace: the robot clock falls back instead of racing
 
 
 class SimGripper(Gripper):
@@ -62,10 +65,14 @@ class SimBackend(Backend):
         camera_size: tuple[int, int] = (128, 128),
         camera_fps: float = 15.0,
         max_contact_force: float = 150.0,
+        time_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if scene not in SCENES:
             raise ValueError(f"scene must be one of {sorted(SCENES)}, got {scene!r}")
+        if not (np.isfinite(time_scale) and time_scale > 0):
+            raise ValueError(f"time_scale must be a positive number, got {time_scale}")
+        self.time_scale = float(time_scale)
         self.scene = scene
         self.model = mujoco.MjModel.from_xml_path(str(ASSETS / SCENES[scene]))
         self.data = mujoco.MjData(self.model)
@@ -131,6 +138,10 @@ class SimBackend(Backend):
         """The pose the impedance controller tracks."""
         return self._reference
 
+    def now(self) -> float:
+        """The simulation time (s): the robot's clock."""
+        return float(self.data.time)
+
     def _measured_pose(self) -> tuple[np.ndarray, np.ndarray]:
         pos = self.data.site_xpos[self._pinch].copy()
         return pos, tf.from_matrix(self.data.site_xmat[self._pinch])
@@ -150,8 +161,7 @@ class SimBackend(Backend):
         closure = float(np.clip(1.0 - opening / FINGER_OPEN, 0.0, 1.0))
         # Fingers stopped short of closing on a commanded close: something is between them.
         grasped = self.gripper.closure_cmd > 0.5 and closure < 0.9
-        now = time.monotonic()
-        mode = "fault" if faults else ("moving" if self._reference.moving(now) else "tracking")
+        mode = "fault" if faults else ("moving" if self._reference.moving(t) else "tracking")
         return RobotState(
             position=pos,
             quaternion=quat,
@@ -240,26 +250,28 @@ class SimBackend(Backend):
     # -- threads ------------------------------------------------------------------------------
     def _physics_loop(self) -> None:
         dt = self.model.opt.timestep
+        wall_per_step = dt / self.time_scale
+        batch = 10 * int(np.ceil(self.time_scale))  # steps between waits: ~10 ms of wall time
         wall0 = time.monotonic()
         steps = 0
         while not self._stop.is_set():
-            due = int((time.monotonic() - wall0) / dt) - steps
+            due = int((time.monotonic() - wall0) / wall_per_step) - steps
             if due * dt > MAX_LAG_S:
-                # Overloaded machine: skip ahead rather than run faster than real time later.
+                # Overloaded machine: the robot clock falls behind rather than racing later.
                 self.lag_events += 1
-                steps += due - 1
+                wall0 += (due - 1) * wall_per_step
                 due = 1
-            for _ in range(min(due, 10)):
+            for _ in range(min(due, batch)):
                 with self._lock:
-                    self._control_step(wall0 + steps * dt, check=steps % 10 == 0)
+                    self._control_step(check=steps % 10 == 0)
                 steps += 1
-            next_due = wall0 + (steps + 1) * dt
+            next_due = wall0 + (steps + 1) * wall_per_step
             self._stop.wait(max(0.0, next_due - time.monotonic()))
 
-    def _control_step(self, t: float, check: bool) -> None:
+    def _control_step(self, check: bool) -> None:
         model, data = self.model, self.data
         params = self.params
-        ref_pos, ref_quat = self._reference.at(t)
+        ref_pos, ref_quat = self._reference.at(data.time)
         jac = np.empty((6, model.nv))
         mujoco.mj_jacSite(model, data, jac[:3], jac[3:], self._pinch)
         jac = jac[:, self._arm]
@@ -296,6 +308,7 @@ class SimBackend(Backend):
         h, w = self._camera_size
         renderer = mujoco.Renderer(self.model, height=h, width=w)
         scratch = mujoco.MjData(self.model)
+        period = self._camera_period / self.time_scale  # wall seconds between frames
         try:
             while not self._stop.is_set():
                 start = time.monotonic()
@@ -306,6 +319,6 @@ class SimBackend(Backend):
                 for name, store in self.cameras.items():
                     renderer.update_scene(scratch, camera=name)
                     store.publish(renderer.render().copy(), stamp=start)
-                self._stop.wait(max(0.0, self._camera_period - (time.monotonic() - start)))
+                self._stop.wait(max(0.0, period - (time.monotonic() - start)))
         finally:
             renderer.close()
