@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 from robot_helpers import ServerThread
 
+from serl.envs import make_expert
 from serl.robot.backends.sim import SimBackend
 from serl.robot.client import RobotClient
 from serl.robot.env import FrankaEnv
 from serl.robot.server import ServerConfig, create_app
 from serl.robot.tasks import make_franka_env, task_config
+from serl.train.rollout import run_episode
 
 SCALE = 4.0
 
@@ -102,6 +104,19 @@ def test_watchdog_trips_after_its_period_of_robot_time(scale: float) -> None:
             assert watchdog_s <= idle < watchdog_s + 0.4, idle
     finally:
         srv.stop()
+
+
+def test_scripted_insertion_expert_through_the_server(fast_server: ServerThread) -> None:
+    env = peg_env(fast_server.url)
+    expert = make_expert(env, noise=0.05, seed=0)
+    try:
+        runs = []
+        for seed in range(20):
+            expert.reset()
+            runs.append(run_episode(env, expert, seed=seed, keep=False))
+    finally:
+        env.close()
+    assert all(run.success for run in runs), [len(run) for run in runs]
 
 
 def test_the_session_url_wins_over_the_config_file(fast_server, tmp_path, monkeypatch) -> None:

@@ -84,11 +84,18 @@ def pick_rule(tcp: np.ndarray, closure: float, block: np.ndarray) -> tuple[str, 
     return "approach", hover, -1.0
 
 
-def make_expert(env: gym.Env, **kwargs: Any) -> PickCubeExpert | BinRelocationExpert:
-    """The scripted expert of a serl sim env (wrappers are looked through)."""
+def make_expert(env: gym.Env, **kwargs: Any) -> Any:
+    """The scripted expert of a serl sim env (wrappers are looked through), or of a robot
+    insertion task (the sim peg through the robot server)."""
     base = env.unwrapped
     if isinstance(base, PandaBinRelocationEnv):  # a pick-cube subclass: test it first
         return BinRelocationExpert(base, **kwargs)
     if isinstance(base, PandaPickCubeEnv):
         return PickCubeExpert(base, **kwargs)
+    from serl.robot.env import FrankaEnv  # the robot client loads only for a robot task
+
+    if isinstance(base, FrankaEnv):
+        from serl.robot.expert import InsertionExpert
+
+        return InsertionExpert(base, **kwargs)
     raise TypeError(f"no scripted expert for {type(base).__name__}")
