@@ -140,7 +140,9 @@ def make_camera(
 class FrankaEnv(gym.Env):
     """A Franka task over the robot server's HTTP API (real arm or sim backend alike)."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    # one_robot: its episodes drive one arm, so nothing else may step it meanwhile (a trainer
+    # evaluates between its episodes, not beside them) and an episode must not pause midway
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": [], "one_robot": True}
 
     def __init__(
         self,
@@ -212,7 +214,7 @@ class FrankaEnv(gym.Env):
         self._state = self.client.command(pos, quat, settle_s=cfg.reset_settle_s)
         self._steps = 0
         self._tick = self._last_obs_t = self._clock()
-        return self._observation(self._state), {"success": False}
+        return self._observation(self._state), {"success": False, "robot_time_s": self._state.time}
 
     def reset_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """The configured reset pose, randomised in xy and yaw from the env's own RNG."""
@@ -255,7 +257,7 @@ class FrankaEnv(gym.Env):
         except RobotFault as e:
             # A fault ends the episode (not as a failure of the policy); reset() recovers.
             self._steps += 1
-            info = {"success": False, "fault": str(e)}
+            info = {"success": False, "fault": str(e), "robot_time_s": self._state.time}
             return self._observation(self._state), 0.0, False, True, info
         received = self._clock()
         round_trip = received - sent - settle
@@ -281,6 +283,7 @@ class FrankaEnv(gym.Env):
         truncated = self._steps >= cfg.max_episode_steps and not success
         info = {
             "success": success,
+            "robot_time_s": self._state.time,  # the robot's clock as this step's state was read
             "timing": timing,
             "safety_clipped": safe.clipped,
             "nonfinite_action": safe.nonfinite,

@@ -4,7 +4,9 @@ It never waits for the network: transitions are enqueued to a background sender 
 retries until the learner acknowledges them. It does wait for the *learner* when it runs
 more than `pace_slack` env steps ahead of the update-to-data ratio the config asks for, so a
 slow learner cannot be outrun (the original's actor made ~76 env steps per learner step).
-Evaluation runs on a worker thread beside the stepping, so it does not stall training.
+Evaluation runs on a worker thread beside the stepping, so it does not stall training; an env
+that drives one robot (metadata "one_robot") is instead evaluated between training episodes,
+and waits for the learner only between episodes (a robot must not stop mid-motion).
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ class Policy:
 class BackgroundEvaluation:
     """Evaluation of policy snapshots on a worker thread with its own env, so the actor keeps
     stepping (and the learner keeps training) meanwhile. The env is made on that thread: a GL
-    context belongs to the thread that made it current."""
+    context belongs to the thread that made it current. `owns_env=False`: the env is the actor's
+    own (one robot, evaluated between episodes), which the actor closes."""
 
     def __init__(
         self,
@@ -69,8 +72,10 @@ class BackgroundEvaluation:
         episodes: int,
         seed: int,
         report: Callable[[dict[str, float], int], None],
+        owns_env: bool = True,
     ) -> None:
         self._make_env, self._episodes, self._seed, self._report = make_env, episodes, seed, report
+        self._owns_env = owns_env
         self._env: gym.Env | None = None
         self._worker = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="evaluation", initializer=_lowest_cpu_priority
@@ -115,9 +120,22 @@ class BackgroundEvaluation:
         try:
             self.wait()
         finally:
-            if self._env is not None:
+            if self._env is not None and self._owns_env:
                 self._worker.submit(self._env.close).result()
             self._worker.shutdown()
+
+
+def robot_episode_stats(run: Rollout) -> dict[str, float]:
+    """A robot env's episode (FrankaEnv's infos): the share of steps that overran the control
+    period, and the robot's clock at its start and end; empty for other envs."""
+    stats = {}
+    timings = [info["timing"] for info in run.infos[1:] if "timing" in info]
+    if timings:
+        stats["overrun_rate"] = float(np.mean([t["overrun"] for t in timings]))
+    start, end = run.infos[0].get("robot_time_s"), run.infos[-1].get("robot_time_s")
+    if start is not None and end is not None:
+        stats["robot_clock_start_s"], stats["robot_clock_end_s"] = float(start), float(end)
+    return stats
 
 
 def _lowest_cpu_priority() -> None:
@@ -154,14 +172,22 @@ class Actor:
         self.reward = RewardConfig.load(cfg.path)
         check_intervention_chunks(self.intervention.kind, cfg.act_exec_horizon)
         seed = cfg.seed * 1000 + index + start_step
-        self.env = self._make_env(self.intervention, seed)
-        self.evaluation = None  # actor 0 evaluates, with no intervener, beside its training
+        task = make_reward_env(cfg.env_id, self.reward, **cfg.env_kwargs)
+        self.env = self._wrap(task, self.intervention, seed)
+        # one arm: evaluate it between episodes (no intervener) and wait for the learner only
+        # between episodes; otherwise evaluate beside training on an env of its own
+        self.one_robot = bool(task.metadata.get("one_robot", False))
+        self._evaluation_due = False
+        self.evaluation = None  # actor 0 evaluates
         if index == 0:
             self.evaluation = BackgroundEvaluation(
-                lambda: self._make_env(InterventionConfig(), seed),
+                (lambda: self._wrap(task, InterventionConfig(), seed))
+                if self.one_robot
+                else (lambda: self._make_env(InterventionConfig(), seed)),
                 cfg.eval_episodes,
                 10_000_000 + cfg.seed * 1000,
                 lambda result, step: self.client.report(result, step, kind="eval"),
+                owns_env=not self.one_robot,
             )
         schema = env_schema(self.env)
         # A cached-feature agent's actor computes each frame's features once, acts on them and
@@ -185,12 +211,16 @@ class Actor:
         self.clock = PhaseClock()  # where the env loop's time goes (in the "done" report)
 
     def _make_env(self, intervention: InterventionConfig, seed: int) -> gym.Env:
-        """The run's env with its reward and intervener, Chunking outermost (the reward, its
-        episode ends and a person all act per env step)."""
+        """The run's env with its reward and intervener."""
+        task = make_reward_env(self.cfg.env_id, self.reward, **self.cfg.env_kwargs)
+        return self._wrap(task, intervention, seed)
+
+    def _wrap(self, task: gym.Env, intervention: InterventionConfig, seed: int) -> gym.Env:
+        """`task` (the env with its reward) with the intervener, Chunking outermost (the reward,
+        its episode ends and a person all act per env step)."""
         cfg = self.cfg
-        env = make_reward_env(cfg.env_id, self.reward, **cfg.env_kwargs)
         return chunk_env(
-            wrap_intervention(env, intervention, seed), cfg.obs_horizon, cfg.act_exec_horizon
+            wrap_intervention(task, intervention, seed), cfg.obs_horizon, cfg.act_exec_horizon
         )
 
     def refresh_policy(self) -> None:
@@ -243,6 +273,10 @@ class Actor:
         seed: int | None = self.cfg.seed * 1000 + self.index + self.steps
         with self.clock.phase("total"):
             while self.steps < self.share and not self.stopped:
+                if self.one_robot:
+                    self._evaluate_if_due()
+                    if not self._wait_for_learner():
+                        break
                 run = run_episode(
                     self.env, self._paced_act, seed, on_step=self._on_step, keep=False
                 )
@@ -253,6 +287,7 @@ class Actor:
             return  # asked to stop: no final evaluation, the learner is stopping too
         if self.steps % self.cfg.eval_every != 0:
             self.evaluate()  # the final policy, unless just evaluated
+        self._evaluate_if_due()
         if self.evaluation is not None:
             self.evaluation.wait()  # its report goes before "done"
         # the env's share of the loop is what the phases leave of its total
@@ -262,15 +297,21 @@ class Actor:
     def _paced_act(self, obs: dict[str, np.ndarray]) -> np.ndarray | None:
         """The next action once the learner's progress allows another step; None if stopped."""
         self.refresh_policy()
+        if not self.one_robot and not self._wait_for_learner():
+            return None
+        with self.clock.phase("policy"):
+            return self.act(self._seen(obs))
+
+    def _wait_for_learner(self) -> bool:
+        """Wait until the learner's progress allows another step; False if stopped meanwhile."""
         with self.clock.phase("pace_wait"):
             while self.steps >= self.allowed_steps():
                 if self.stopped:
-                    return None
+                    return False
                 self._say_if_learner_silent()
                 time.sleep(0.002)  # the learner is behind: let it catch up
                 self.refresh_policy()
-        with self.clock.phase("policy"):
-            return self.act(self._seen(obs))
+        return True
 
     def _on_step(self, step: Step) -> bool:
         """Send the transition; evaluate on schedule; True once this actor should stop."""
@@ -319,12 +360,26 @@ class Actor:
             )
 
     def evaluate(self) -> None:
-        """Start evaluating the newest policy in the background (actor 0 only)."""
+        """Start evaluating the newest policy in the background (actor 0 only); with one robot,
+        once the episode under way has ended."""
         if self.evaluation is None:
+            return
+        if self.one_robot:
+            self._evaluation_due = True
             return
         self.refresh_policy()
         if self.policy.state is not None:
             self.evaluation.start(self.policy.state, self.steps)
+
+    def _evaluate_if_due(self) -> None:
+        """One robot: run the evaluation asked for during the last episode, to its end."""
+        if not self._evaluation_due or self.evaluation is None:
+            return
+        self._evaluation_due = False
+        self.refresh_policy()
+        if self.policy.state is not None:
+            self.evaluation.start(self.policy.state, self.steps)
+            self.evaluation.wait()
 
     def _report_episode(self, run: Rollout) -> None:
         stats = self.client.stats()
@@ -339,6 +394,7 @@ class Actor:
         if self.intervention.kind != "none":
             taken = sum(bool(info.get("intervened", False)) for info in run.infos[1:])
             values["intervention_rate"] = taken / max(len(run), 1)
+        values.update(robot_episode_stats(run))
         self.client.report(values, self.steps)
 
     def close(self, flush_timeout: float = 60.0) -> bool:

@@ -185,6 +185,21 @@ RECIPES: dict[str, dict[str, Any]] = {
         "eval_episodes": 20,
         "replay_capacity": 200_000,
     },
+    # through `serl robot-server --backend sim --scene peg` (faster with --time-scale N)
+    "serl/FrankaPegInsertSim-v0": {
+        "agent": "drq",
+        "preset": "drq_cached",
+        "num_demos": 20,  # the scripted expert's, through the server
+        "env_steps": 10_000,  # ~17 minutes of control at 10 Hz
+        "random_steps": 0,
+        "training_starts": 500,
+        "updates_per_env_step": 1.0,
+        "publish_every": 10,
+        "eval_every": 1_000,
+        "eval_episodes": 10,
+        "actor_nice": 0,  # the actor holds the robot's control period beside the learner
+        "replay_capacity": 200_000,
+    },
     "Pendulum-v1": {"agent": "sac", "env_steps": 15_000, "eval_every": 1_000},
 }
 

@@ -74,12 +74,15 @@ EPISODE_COLUMNS = (
     "episode_length",
     "success",
     "intervention_rate",
+    "overrun_rate",  # a robot env's: steps that overran its control period
+    "robot_clock_start_s",  # a robot env's: the robot's clock at the episode's start and end
+    "robot_clock_end_s",
 )
 
 
 def append_episode_row(path: Path, row: dict[str, float | str]) -> None:
     """Append one training episode to RUN_DIR/episodes.csv (intervention_rate blank when the
-    run has no intervener)."""
+    run has no intervener, the robot columns when its env is no robot's)."""
     new = not path.exists() or path.stat().st_size == 0
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=EPISODE_COLUMNS, extrasaction="ignore", restval="")
