@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
+
+from serl.train.reports import read_eval_csv
 
 # $SERL_BENCH_RESULTS: elsewhere than the committed figures (a smoke run, a test)
 RESULTS = Path(os.environ.get("SERL_BENCH_RESULTS") or Path(__file__).parent / "results")
@@ -31,3 +34,32 @@ def write_result(name: str, result: dict[str, object]) -> Path:
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(json.dumps(payload, indent=2))
     return path
+
+
+def first_reaching(rows: list[dict[str, float]], threshold: float) -> dict[str, float] | None:
+    """The first evaluation row whose success rate reaches `threshold`."""
+    return next((r for r in rows if r["success_rate"] >= threshold), None)
+
+
+def median_or_none(values: list[float | None]) -> float | None:
+    """Median where a missing value (never reached) counts as infinitely slow."""
+    m = statistics.median([v if v is not None else float("inf") for v in values])
+    return None if m == float("inf") else m
+
+
+def run_summary(
+    seed: int, code: int, run_dir: Path, threshold: float
+) -> tuple[dict[str, object], dict[str, float] | None]:
+    """What every learning bench reports of a run from its eval.csv, and its first evaluation
+    reaching `threshold` (None if none did)."""
+    rows = read_eval_csv(run_dir / "eval.csv") if (run_dir / "eval.csv").exists() else []
+    hit = first_reaching(rows, threshold)
+    summary = {
+        "seed": seed,
+        "exit_code": code,
+        "run_dir": str(run_dir),
+        "evaluations": rows,
+        "env_steps_to_90": hit["env_step"] if hit else None,
+        "final_success_rate": rows[-1]["success_rate"] if rows else None,
+    }
+    return summary, hit

@@ -19,12 +19,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, write_result
+from common import RESULTS, median_or_none, run_summary, write_result
 
 from serl.envs import SimHumanRules
 from serl.train.config import recipe
 from serl.train.launcher import train
-from serl.train.reports import plot_learning_curves, plot_series, read_eval_csv
+from serl.train.reports import plot_learning_curves, plot_series
 from serl.train.run_files import InterventionConfig
 
 TARGET_SUCCESS = 0.9
@@ -33,11 +33,6 @@ CONDITIONS = {
     "demos": {},
     "demos_interventions": {},
 }
-
-
-def first_reaching(rows: list[dict[str, float]], threshold: float) -> dict[str, float] | None:
-    """The first evaluation row whose success rate reaches `threshold`."""
-    return next((r for r in rows if r["success_rate"] >= threshold), None)
 
 
 def intervention_rate_over_time(episodes_csv: Path, bin_steps: int) -> list[list[float]]:
@@ -66,26 +61,13 @@ def run(condition: str, seed: int, out: Path, overrides: dict[str, Any]) -> dict
         InterventionConfig(kind="sim").save(run_dir)
     print(f"== {condition} seed {seed}: {run_dir}", flush=True)
     code = train(cfg, video=False)
-    rows = read_eval_csv(run_dir / "eval.csv") if (run_dir / "eval.csv").exists() else []
-    hit = first_reaching(rows, TARGET_SUCCESS)
+    summary, _ = run_summary(seed, code, run_dir, TARGET_SUCCESS)
     return {
-        "seed": seed,
-        "exit_code": code,
-        "run_dir": str(run_dir),
-        "evaluations": rows,
-        "env_steps_to_90": hit["env_step"] if hit else None,
-        "final_success_rate": rows[-1]["success_rate"] if rows else None,
+        **summary,
         "intervention_rate": intervention_rate_over_time(
             run_dir / "episodes.csv", max(cfg.eval_every // 2, 500)
         ),
     }
-
-
-def median_steps(runs: list[dict[str, object]]) -> float | None:
-    """Median env steps to 90%; a seed that never gets there counts as infinitely slow."""
-    steps = [r["env_steps_to_90"] for r in runs]
-    m = statistics.median([s if s is not None else float("inf") for s in steps])
-    return None if m == float("inf") else m
 
 
 def main() -> None:
@@ -133,7 +115,9 @@ def main() -> None:
             RESULTS / f"{args.name}_interventions.png",
             ylabel="intervention rate",
         )
-    medians = {c: median_steps(runs) for c, runs in results.items()}
+    medians = {
+        c: median_or_none([r["env_steps_to_90"] for r in runs]) for c, runs in results.items()
+    }
     inf = float("inf")
     a, b, c = (medians[k] if medians[k] is not None else inf for k in CONDITIONS)
     write_result(

@@ -23,11 +23,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import write_result
-from learn_pick_cube import first_reaching, median_or_none
+from common import median_or_none, run_summary, write_result
 
 from serl.robot.client import RobotClient
-from serl.train.reports import plot_learning_curves, read_eval_csv
+from serl.train.reports import plot_learning_curves
 
 ENV_ID = "serl/FrankaPegInsertSim-v0"
 TARGET_SUCCESS = 0.9
@@ -100,20 +99,15 @@ def run_seed(seed: int, out: Path, time_scale: float, extra: list[str]) -> dict[
     else:
         print(f"{run_dir}: finished run, summarising it", flush=True)
         code = 0
-    rows = read_eval_csv(run_dir / "eval.csv") if (run_dir / "eval.csv").exists() else []
+    summary, hit = run_summary(seed, code, run_dir, TARGET_SUCCESS)
+    rows = summary["evaluations"]
     episodes = read_episodes(run_dir / "episodes.csv")
-    hit = first_reaching(rows, TARGET_SUCCESS)
     overruns = [e["overrun_rate"] for e in episodes if "overrun_rate" in e]
     return {
-        "seed": seed,
-        "exit_code": code,
-        "run_dir": str(run_dir),
-        "evaluations": rows,
-        "env_steps_to_90": hit["env_step"] if hit else None,
+        **summary,
         "robot_minutes_to_90": robot_minutes_at(episodes, hit["env_step"]) if hit else None,
         "control_minutes_to_90": round(hit["env_step"] / CONTROL_HZ / 60, 2) if hit else None,
         "wall_minutes_to_90": round(hit["wall_s"] / 60, 2) if hit else None,
-        "final_success_rate": rows[-1]["success_rate"] if rows else None,
         "last_three_mean_success": round(statistics.mean(r["success_rate"] for r in rows[-3:]), 3)
         if rows
         else None,

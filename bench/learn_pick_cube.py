@@ -18,21 +18,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import write_result
+from common import median_or_none, run_summary, write_result
 from loop_efficiency import bare_update
 
 from serl.train.config import TrainConfig
-from serl.train.reports import plot_learning_curves, read_eval_csv
+from serl.train.reports import plot_learning_curves
 
 TARGET_SUCCESS = 0.9
 TARGET_ENV_STEPS = 20_000
 TARGET_MINUTES = 20.0
 MAX_WALL_OVER_UPDATE = 1.5  # issue 17: a run is limited by its updates, not by the loop
-
-
-def first_reaching(rows: list[dict[str, float]], threshold: float) -> dict[str, float] | None:
-    """The first evaluation row whose success rate reaches `threshold`."""
-    return next((r for r in rows if r["success_rate"] >= threshold), None)
 
 
 def run_seed(env_id: str, seed: int, out: Path, extra: list[str]) -> dict[str, object]:
@@ -57,16 +52,11 @@ def run_seed(env_id: str, seed: int, out: Path, extra: list[str]) -> dict[str, o
     else:
         print("$", " ".join(cmd), flush=True)
         code = subprocess.run(cmd).returncode
-    rows = read_eval_csv(run_dir / "eval.csv") if (run_dir / "eval.csv").exists() else []
-    hit = first_reaching(rows, TARGET_SUCCESS)
+    summary, hit = run_summary(seed, code, run_dir, TARGET_SUCCESS)
+    rows = summary["evaluations"]
     return {
-        "seed": seed,
-        "exit_code": code,
-        "run_dir": str(run_dir),
-        "evaluations": rows,
-        "env_steps_to_90": hit["env_step"] if hit else None,
+        **summary,
         "minutes_to_90": round(hit["wall_s"] / 60, 2) if hit else None,
-        "final_success_rate": rows[-1]["success_rate"] if rows else None,
         # does the policy stay there: the mean over the last five evaluations
         "last_five_mean_success": round(statistics.mean(r["success_rate"] for r in rows[-5:]), 3)
         if rows
@@ -88,12 +78,6 @@ def update_bound(runs: list[dict]) -> dict[str, object]:
         run["update_minutes_to_90"] = round(update_s / 60, 2)
         run["wall_over_update_time_to_90"] = round(run["minutes_to_90"] * 60 / update_s, 2)
     return {"bare_update_steps_per_s": rate, "max_wall_over_update_time": MAX_WALL_OVER_UPDATE}
-
-
-def median_or_none(values: list[float | None]) -> float | None:
-    """Median where a missing value (never reached) counts as infinitely slow."""
-    m = statistics.median([v if v is not None else float("inf") for v in values])
-    return None if m == float("inf") else m
 
 
 def main() -> None:

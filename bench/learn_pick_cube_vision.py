@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import write_result
-from learn_pick_cube import TARGET_SUCCESS, median_or_none, run_seed
+from common import median_or_none, write_result
+from learn_pick_cube import TARGET_SUCCESS, run_seed
 
 from serl.train.reports import plot_learning_curves
 
