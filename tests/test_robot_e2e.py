@@ -5,7 +5,10 @@ A real uvicorn server runs in a thread over the real-time MuJoCo backend; nothin
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -319,6 +322,24 @@ def test_unreachable_server_raises_a_connection_error() -> None:
         pytest.raises(RobotConnectionError),
     ):
         c.state()
+
+
+def test_a_command_without_its_server_says_so_in_one_line(tmp_path) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    command = ["record-demos", "serl/FrankaPegInsertSim-v0", "--out", str(tmp_path / "demos")]
+    out = subprocess.run(
+        [sys.executable, "-m", "serl.cli", *command],
+        env={**os.environ, "SERL_ROBOT_URL": f"http://127.0.0.1:{port}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert f"cannot reach http://127.0.0.1:{port}" in out.stderr and "SERL_ROBOT_URL" in out.stderr
+    assert not (tmp_path / "demos").exists()  # nothing written
 
 
 def test_token_is_required_when_configured() -> None:

@@ -36,7 +36,7 @@ def _raise_for(response: httpx.Response) -> None:
     detail = body.get("detail", body) if isinstance(body, dict) else body
     code = response.status_code
     if code == 401:
-        raise RobotAuthError(str(detail))
+        raise RobotAuthError(f"{detail} (set $SERL_ROBOT_TOKEN to the server's token)")
     if code == 409:
         raise RobotFault(str(detail))
     if code == 429:
@@ -89,7 +89,10 @@ class RobotClient:
         except httpx.TimeoutException as e:
             raise RobotTimeout(f"{method} {path}: no answer within {t} s") from e
         except httpx.TransportError as e:
-            raise RobotConnectionError(f"{method} {path}: cannot reach {self.url}: {e}") from e
+            raise RobotConnectionError(
+                f"{method} {path}: cannot reach {self.url} ({e}); is `serl robot-server` running "
+                "there? ($SERL_ROBOT_URL sets the address)"
+            ) from e
         _raise_for(response)
         return response
 

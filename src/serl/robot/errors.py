@@ -13,11 +13,11 @@ class RobotTimeout(RobotError):
     """The server did not answer within the request's deadline (stalled server or network)."""
 
 
-class RobotConnectionError(RobotError):
+class RobotConnectionError(RobotError, UserError):
     """The server cannot be reached (not running, wrong address, connection dropped)."""
 
 
-class RobotAuthError(RobotError):
+class RobotAuthError(RobotError, UserError):
     """The server refused the request's token (HTTP 401)."""
 
 
