@@ -116,7 +116,10 @@ DATA = [
 ]
 FORWARD_BACKWARD = ["serl train-fb serl/PandaBinRelocationVision-v0"]
 SIM = [f"serl render {VISION} --out cams.png", "python bench/env_speed.py"]
-ROBOT = ["serl robot-server --backend sim --scene peg"]
+ROBOT = [
+    "serl robot-server --backend sim --scene peg",
+    "serl robot-server --backend sim --scene peg --time-scale 2",
+]
 # `make test` is this suite; `make train` runs README's first training command (checked below);
 # the franka backend needs an arm: without its driver it says so in one line (checked below).
 ELSEWHERE = [
@@ -336,10 +339,11 @@ def test_sim(cwd, monkeypatch) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_robot_server(cwd) -> None:
+@pytest.mark.parametrize("line", ROBOT, ids=["real_time", "time_scale"])
+def test_robot_server(cwd, line: str) -> None:
     port = free_port()
-    command = [*shlex.split(ROBOT[0]), "--port", str(port)]
-    assert ROBOT[0] in readme_commands()
+    command = [*shlex.split(line), "--port", str(port)]
+    assert line in readme_commands()
     server = subprocess.Popen([sys.executable, "-m", "serl.cli", *command[1:]])
     try:
         url = f"http://127.0.0.1:{port}"
