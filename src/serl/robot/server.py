@@ -74,7 +74,9 @@ class ServerConfig:
     watchdog_s: float = 0.5
     max_recoveries: int = 3
     recovery_window_s: float = 60.0
-    max_move_s: float = 10.0  # longest timed move accepted
+    # longest timed move accepted: resets take 1-1.5 s, and with the settle budget a move then
+    # answers within ~8 s of robot time, inside the usual 10 s client timeout
+    max_move_s: float = 5.0
     move_settle_s: float = 3.0  # longest a move waits (robot clock) for the arm to arrive
     max_camera_wait_s: float = 5.0  # longest a frame request long-polls
     token: str | None = None
@@ -83,8 +85,8 @@ class ServerConfig:
         low, high = np.asarray(self.workspace_low), np.asarray(self.workspace_high)
         if low.shape != (3,) or high.shape != (3,) or np.any(low >= high):
             raise ValueError(f"workspace must be 3 lows below 3 highs, got {low}..{high}")
-        if not self.watchdog_s > 0 or self.max_recoveries < 0:
-            raise ValueError("watchdog_s must be > 0 and max_recoveries >= 0")
+        if not self.watchdog_s > 0 or self.max_recoveries < 0 or not self.max_move_s > 0:
+            raise ValueError("watchdog_s and max_move_s must be > 0 and max_recoveries >= 0")
 
 
 # -- API schema ----------------------------------------------------------------------------------
