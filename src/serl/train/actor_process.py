@@ -88,6 +88,12 @@ class BackgroundEvaluation:
         self.wait()
         self._pending = self._worker.submit(self._run, policy_state, env_step, time.monotonic())
 
+    def run_here(self, policy_state: Any, env_step: int) -> None:
+        """Evaluate now on the calling thread, at its priority (one robot: its actor waits for
+        the evaluation, whose episodes must hold the control period as training's do)."""
+        self.wait()
+        self._run(policy_state, env_step, time.monotonic())
+
     def wait(self) -> None:
         """Block until the evaluation under way (if any) has reported; re-raise its error."""
         pending, self._pending = self._pending, None
@@ -180,10 +186,15 @@ class Actor:
         self._evaluation_due = False
         self.evaluation = None  # actor 0 evaluates
         if index == 0:
+            no_intervener = InterventionConfig()
+
+            def evaluation_env() -> gym.Env:
+                if self.one_robot:  # the same arm and cameras
+                    return self._wrap(task, no_intervener, seed)
+                return self._make_env(no_intervener, seed)
+
             self.evaluation = BackgroundEvaluation(
-                (lambda: self._wrap(task, InterventionConfig(), seed))
-                if self.one_robot
-                else (lambda: self._make_env(InterventionConfig(), seed)),
+                evaluation_env,
                 cfg.eval_episodes,
                 10_000_000 + cfg.seed * 1000,
                 lambda result, step: self.client.report(result, step, kind="eval"),
@@ -378,8 +389,7 @@ class Actor:
         self._evaluation_due = False
         self.refresh_policy()
         if self.policy.state is not None:
-            self.evaluation.start(self.policy.state, self.steps)
-            self.evaluation.wait()
+            self.evaluation.run_here(self.policy.state, self.steps)
 
     def _report_episode(self, run: Rollout) -> None:
         stats = self.client.stats()
