@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -63,3 +66,30 @@ def run_summary(
         "final_success_rate": rows[-1]["success_rate"] if rows else None,
     }
     return summary, hit
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_sim_robot_server(
+    flags: list[str], log: Path | None = None
+) -> tuple[subprocess.Popen, str]:
+    """`serl robot-server --backend sim FLAGS` on a free port, once /health answers; its URL."""
+    from serl.robot.client import RobotClient
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "serl.cli", "robot-server", "--backend", "sim", *flags]
+    out = log.open("w") if log is not None else subprocess.DEVNULL
+    server = subprocess.Popen([*cmd, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with RobotClient(url, timeout=2.0) as client:
+            client.wait_ready(timeout=60.0)
+    except Exception:
+        server.terminate()
+        raise
+    return server, url

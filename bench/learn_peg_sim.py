@@ -17,44 +17,19 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import socket
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-from common import median_or_none, run_summary, write_result
+from common import median_or_none, run_summary, start_sim_robot_server, write_result
 
-from serl.robot.client import RobotClient
 from serl.train.reports import plot_learning_curves
 
 ENV_ID = "serl/FrankaPegInsertSim-v0"
 TARGET_SUCCESS = 0.9
 TARGET_ROBOT_MINUTES = 30.0  # the original's real peg insertion: 100% after ~30 minutes
 CONTROL_HZ = 10.0
-
-
-def free_port() -> int:
-    """A port nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int, time_scale: float, log: Path) -> subprocess.Popen:
-    """The sim robot server with the peg scene, answering /health."""
-    cmd = [
-        *(sys.executable, "-m", "serl.cli", "robot-server", "--backend", "sim"),
-        *("--scene", "peg", "--port", str(port), "--time-scale", str(time_scale)),
-    ]
-    server = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    try:
-        with RobotClient(f"http://127.0.0.1:{port}", timeout=2.0) as client:
-            client.wait_ready(timeout=60.0)
-    except Exception:
-        server.terminate()
-        raise
-    return server
 
 
 def read_episodes(path: Path) -> list[dict[str, float]]:
@@ -83,9 +58,10 @@ def run_seed(seed: int, out: Path, time_scale: float, extra: list[str]) -> dict[
     run_dir = out / f"seed{seed}"
     if not (run_dir / "learning_curve.png").exists():  # finished earlier: summarise, not retrain
         out.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        server = start_server(port, time_scale, out / f"server_seed{seed}.log")
-        env = {**os.environ, "SERL_ROBOT_URL": f"http://127.0.0.1:{port}"}
+        server, url = start_sim_robot_server(
+            ["--scene", "peg", "--time-scale", str(time_scale)], out / f"server_seed{seed}.log"
+        )
+        env = {**os.environ, "SERL_ROBOT_URL": url}
         cmd = [
             *(sys.executable, "-m", "serl.cli", "train", ENV_ID, "--seed", str(seed)),
             *("--run-dir", str(run_dir), "--no-video", *extra),

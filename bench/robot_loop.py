@@ -13,29 +13,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
-from common import write_result
+from common import start_sim_robot_server, write_result
 
 from serl.robot.client import RobotClient
 from serl.robot.env import FrankaEnv
 from serl.robot.tasks import task_config
 
 TARGET_P99_MS = 10.0
-
-
-def free_port() -> int:
-    """A port nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentiles_ms(samples: list[float]) -> dict[str, float]:
@@ -104,29 +93,9 @@ def main() -> None:
     parser.add_argument("--hz", type=float, default=10.0)
     args = parser.parse_args()
 
-    port = free_port()
-    serl = Path(sys.executable).with_name("serl")
-    server = subprocess.Popen(
-        [
-            str(serl),
-            "robot-server",
-            "--backend",
-            "sim",
-            "--scene",
-            "peg",
-            "--port",
-            str(port),
-            "--camera-size",
-            "128",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server, url = start_sim_robot_server(["--scene", "peg", "--camera-size", "128"])
     try:
-        url = f"http://127.0.0.1:{port}"
         client = RobotClient(url, timeout=1.0)
-        client.wait_ready(timeout=60.0)
         latency = round_trips(client, args.calls)
         client.close()
         loop = control_loop(url, args.steps, args.hz)
