@@ -91,6 +91,7 @@ def flags(**values: object) -> list[str]:
 PENDULUM = [
     "serl train Pendulum-v1 --env-steps 15000",
     "serl train Pendulum-v1 --obs-horizon 2 --act-exec-horizon 4",
+    "serl train Pendulum-v1 --wandb serl-pendulum",  # test_wandb_mirror.py
 ]
 PICK_CUBE = [
     "serl train serl/PandaPickCube-v0",

@@ -18,6 +18,7 @@ from serl.train.forward_backward import ForwardBackwardConfig
 from serl.train.run_files import Intervener
 
 DEFAULT_ENV = "serl/PandaPickCube-v0"
+WANDB_PROJECT = "serl"
 Flattened = tyro.conf.arg(name="")  # a nested config's fields as top-level flags
 
 
@@ -41,12 +42,26 @@ class TrainArgs:
     # the backbone's weights: the original SERL's resnet10_params.pkl, LeRobot's ResNet-10
     # model.safetensors, a torchvision MobileNetV2 .pth, or a serl .npz
     pretrained: Path | None = None
+    # mirror the run to this Weights & Biases project (--wandb alone: "serl"); WANDB_MODE=offline
+    # logs without an account. A resumed run goes on in the W&B run it had
+    wandb: str | None = None
+
+
+def with_wandb_default(argv: list[str]) -> list[str]:
+    """`--wandb` with no project (last, or before another flag) as `--wandb serl`."""
+    out = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg == "--wandb" and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            out.append(WANDB_PROJECT)
+    return out
 
 
 def parse_train_args(argv: list[str]) -> TrainArgs:
     """The flags over the recipe of the env they name: a first parse (over the recipe without
     its preset, which belongs to the recipe's agent) finds the env id, agent, seed and --resume,
     which choose the recipe and run directory that the second one fills."""
+    argv = with_wandb_default(argv)
     env_id = argv[0] if argv and not argv[0].startswith("-") else DEFAULT_ENV
     probe = [a for a in argv if a not in ("-h", "--help")]  # help shows the recipe's defaults
     args = _parse(_agentless(env_id), probe)
@@ -114,7 +129,7 @@ def run_train(argv: list[str]) -> int:
             InterventionConfig(kind=args.intervene).save(cfg.path)
     if args.reward_classifier is not None and writable:
         RewardConfig.for_env(cfg.env_id, args.reward_classifier.absolute()).save(cfg.path)
-    return train(cfg, resume=args.resume, video=args.video)
+    return train(cfg, resume=args.resume, video=args.video, wandb=args.wandb)
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,11 @@ from serl.train.demos import with_observation_norm
 from serl.train.envs import env_schema, make_env
 from serl.train.run_checkpoints import latest_checkpoint
 from serl.train.run_files import LEARNER_FILE, run_token, written_address
+from serl.train.wandb_mirror import WandbMirror
 
 MAX_ACTOR_RESTARTS = 5
 MAX_LEARNER_RESTARTS = 3
+MIRROR_EVERY_S = 5.0  # how often --wandb forwards TensorBoard's new scalars
 
 
 def _serl(*args: str) -> list[str]:
@@ -121,8 +123,9 @@ def _check_store(flag: str, path: str | None, schema: Schema | None) -> None:
 class Launcher:
     """Learner and actor processes of one run on localhost."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool) -> None:
+    def __init__(self, cfg: TrainConfig, resume: bool, mirror: WandbMirror | None = None) -> None:
         self.cfg = cfg
+        self.mirror = mirror
         self.run = cfg.path
         # SERL_DEBUG: the processes' logs keep whole tracebacks, ending in the error's line
         self.env = {**os.environ, "SERL_TOKEN": run_token(self.run), "SERL_DEBUG": "1"}
@@ -185,9 +188,13 @@ class Launcher:
             "env": tqdm(total=self.cfg.env_steps, desc="env steps", unit="step"),
             "upd": tqdm(desc="learner steps", unit="upd"),
         }
+        last_mirror = time.monotonic()
         try:
             while self.learner.poll() is None or self._resume_crashed_learner():
                 self._restart_crashed_actors()
+                if self.mirror is not None and time.monotonic() - last_mirror > MIRROR_EVERY_S:
+                    self.mirror.forward()
+                    last_mirror = time.monotonic()
                 progress = _read_json(self.run / "progress.json")
                 bars["env"].n = min(progress.get("env_steps", 0), self.cfg.env_steps)
                 bars["upd"].n = progress.get("updates", 0)
@@ -251,14 +258,29 @@ def _stop(proc: subprocess.Popen, timeout: float = 60.0) -> None:
         proc.wait()
 
 
-def train(cfg: TrainConfig, resume: bool = False, video: bool = True) -> int:
-    """Run a whole training job; returns the exit code."""
+def train(
+    cfg: TrainConfig, resume: bool = False, video: bool = True, wandb: str | None = None
+) -> int:
+    """Run a whole training job; returns the exit code. `wandb`: a W&B project to mirror the
+    run to (on --resume, a run that was mirrored goes on in its W&B run)."""
     cfg = prepare_run(cfg, resume)
     print(
         f"serl train {cfg.env_id}: run dir {cfg.path} (TensorBoard: tensorboard --logdir "
         f"{cfg.path / 'tb'})"
     )
-    launcher = Launcher(cfg, resume)
+    mirror = WandbMirror.for_run(cfg.path, wandb, resume)
+    media: list[Path] = []
+    try:
+        code = _supervise(Launcher(cfg, resume, mirror), cfg)
+        if code == 0:
+            media = finish_run(cfg, video)
+    finally:
+        if mirror is not None:
+            mirror.finish(media)
+    return code
+
+
+def _supervise(launcher: Launcher, cfg: TrainConfig) -> int:
     try:
         code = launcher.supervise()
     except KeyboardInterrupt:
@@ -274,25 +296,28 @@ def train(cfg: TrainConfig, resume: bool = False, video: bool = True) -> int:
             f"{_crash_report(launcher.logs / 'learner.log')}"
         )
         print(f"continue the run with: serl train {cfg.env_id} --run-dir {cfg.path} --resume")
-        return code
-    finish_run(cfg, video)
-    return 0
+    return code
 
 
-def finish_run(cfg: TrainConfig, video: bool) -> None:
-    """Learning-curve PNG and an mp4 of the final policy, for people."""
+def finish_run(cfg: TrainConfig, video: bool) -> list[Path]:
+    """Learning-curve PNG and an mp4 of the final policy, for people; the files written."""
     from serl.train.evaluation import evaluate_run
     from serl.train.reports import plot_learning_curves, read_eval_csv
 
     run = cfg.path
+    written = []
     if (run / "eval.csv").exists():
         rows = read_eval_csv(run / "eval.csv")
         plot_learning_curves({cfg.env_id: rows}, run / "learning_curve.png")
+        written.append(run / "learning_curve.png")
         if rows:
             print(f"final evaluation: {json.dumps(rows[-1])}")
     if video:
         try:
             evaluate_run(run, episodes=1, video=run / "eval.mp4")
-            print(f"wrote {run / 'learning_curve.png'} and {run / 'eval.mp4'}")
+            written.append(run / "eval.mp4")
         except RuntimeError as e:
             print(f"no video: {e}")
+    if written:
+        print("wrote " + " and ".join(map(str, written)))
+    return written

@@ -283,7 +283,8 @@ class Learner:
         from tensorboardX import SummaryWriter
 
         cfg = self.cfg
-        self._writer = SummaryWriter(str(self.run / "tb"))
+        # flushed every 10 s (not 120): TensorBoard and the --wandb mirror follow a run live
+        self._writer = SummaryWriter(str(self.run / "tb"), flush_secs=10)
         sample_size = cfg.agent_config.sample_size
         last_log, last_progress, last_status = time.monotonic(), 0.0, time.monotonic()
         updates_at_log, steps_at_log = self.updates, self.env_steps
@@ -381,7 +382,8 @@ class Learner:
             else:
                 lag = self.updates + 1 - report.values.get("param_version", self.updates + 1)
                 for key, value in {**report.values, "param_version_lag": lag}.items():
-                    self._writer.add_scalar(f"actor/{key}", value, report.env_step)
+                    # "rollout/", not "actor/": the policy's losses are "actor/", at learner steps
+                    self._writer.add_scalar(f"rollout/{key}", value, report.env_step)
                 if "episode_return" in report.values:
                     append_episode_row(
                         self.run / "episodes.csv",
