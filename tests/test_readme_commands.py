@@ -115,6 +115,13 @@ DATA = [
     f"serl train {VISION} --reward-classifier clf",
     f"serl train {VISION} --agent vice",
 ]
+LEROBOT = [  # test_lerobot.py
+    "serl demos export demos --format lerobot --out demos_lerobot",
+    "serl demos export RUN_DIR/replay --format lerobot --out replay_lerobot",
+    "serl demos import demos_lerobot --format lerobot --out demos_back "
+    "--env-id serl/PandaPickCube-v0",
+    "serl train serl/PandaPickCube-v0 --demos demos_lerobot",
+]
 FORWARD_BACKWARD = ["serl train-fb serl/PandaBinRelocationVision-v0"]
 SIM = [f"serl render {VISION} --out cams.png", "python bench/env_speed.py"]
 ROBOT = [
@@ -132,7 +139,8 @@ ELSEWHERE = [
 
 
 def test_every_readme_command_runs_in_this_file() -> None:
-    ran = PENDULUM + PICK_CUBE + VISION_RUNS + DATA + FORWARD_BACKWARD + SIM + ROBOT + ELSEWHERE
+    ran = PENDULUM + PICK_CUBE + VISION_RUNS + DATA + LEROBOT + FORWARD_BACKWARD + SIM + ROBOT
+    ran += ELSEWHERE
     assert sorted(readme_commands()) == sorted(ran)
     makefile = (ROOT / "Makefile").read_text()
     assert "\t$(BIN)/serl train serl/PandaPickCube-v0\n" in makefile  # make train = PICK_CUBE[0]
@@ -198,6 +206,15 @@ def test_pick_cube(cwd, capsys) -> None:
     serl(PICK_CUBE[3], *short, "--run-dir", "runs/hil", "--no-video")
     assert json.loads((cwd / "runs/hil/intervention.json").read_text())["kind"] == "sim"
     assert read_eval_csv(cwd / "runs/hil/eval.csv")
+    # its experience as a LeRobotDataset and back: the same steps (its 40 had no intervention;
+    # test_lerobot.py carries intervened steps through)
+    serl(LEROBOT[1], RUN_DIR="runs/hil")
+    serl(LEROBOT[2], demos_lerobot="replay_lerobot")
+    with EpisodeStore.open(cwd / "runs/hil/replay") as log, EpisodeStore.open("demos_back") as back:
+        logged = [(len(e), len(a.get("intervened", []))) for e, a in log.items()]
+        returned = [(len(e), len(a.get("intervened", []))) for e, a in back.items()]
+    assert sum(n for n, _ in returned) == sum(n for n, _ in logged) == 40
+    assert sum(k for _, k in returned) == sum(k for _, k in logged)
 
 
 def vision_run(demos: str, env_kwargs: dict, agent_overrides: dict) -> list[str]:

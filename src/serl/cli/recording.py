@@ -8,7 +8,9 @@ from typing import Literal
 
 import tyro
 
+from serl.data.lerobot import VideoSettings
 from serl.dataclass_json import JsonObject
+from serl.errors import ConfigError
 
 
 def record_demos(
@@ -60,30 +62,53 @@ def record_demos(
 
 
 def demos(
-    command: tyro.conf.Positional[Literal["info", "video"]],
+    command: tyro.conf.Positional[Literal["info", "video", "export", "import"]],
     path: tyro.conf.Positional[Path],
-    out: Path = Path("demos.mp4"),
+    out: Path | None = None,
     env_id: str | None = None,
     episodes: int | None = None,
+    format: Literal["lerobot"] = "lerobot",
+    fps: int = 10,
+    task: str | None = None,
+    crf: int = 30,
+    env_kwargs: JsonObject | None = None,
 ) -> None:
-    """`demos info PATH`: summarise a demo store as JSON; `demos video PATH --out X.mp4`:
-    replay its episodes to video (camera frames as stored, else re-simulated from seeds).
+    """`demos info PATH`: summarise an episode store as JSON; `demos video PATH --out X.mp4`:
+    replay its episodes to video (camera frames as stored, else re-simulated from seeds);
+    `demos export PATH --format lerobot --out DIR`: an episode store (demos, or a run's
+    RUN_DIR/replay) as a LeRobotDataset v3.0; `demos import DIR --format lerobot --out PATH`:
+    a LeRobotDataset as an episode store (--env-id: checked against that env's observations).
 
     Args:
-        command: info or video.
-        path: The episode store.
-        out: Where video writes the mp4.
-        env_id: The env to re-simulate in (default: the one stored with each episode).
+        command: info, video, export or import.
+        path: The episode store (import: the LeRobotDataset directory).
+        out: What video, export and import write (video: demos.mp4).
+        env_id: video: the env to re-simulate in (default: each episode's); import: the env
+            whose observations and actions the dataset must have.
         episodes: Replay only the first N episodes.
+        format: The other side of export and import: LeRobotDataset (v3.0).
+        fps: export: the dataset's frames per second (the env's control rate).
+        task: export: the dataset's task text (default: the episodes' env id).
+        crf: export: the camera videos' AV1 quality (lower: closer to the frames, larger).
+        env_kwargs: import: a JSON object of the env's arguments (e.g. its image size).
     """
     import json
 
-    from serl.train.demos import replay_video, summarize_demos
+    from serl.train import demos as store_tools
 
     if command == "info":
-        print(json.dumps(summarize_demos(path), indent=2))
+        result = store_tools.summarize_demos(path)
+    elif command == "video":
+        out = out or Path("demos.mp4")
+        result = store_tools.replay_video(path, out, env_id=env_id, episodes=episodes)
+    elif out is None:
+        raise ConfigError(f"demos {command} needs --out")
+    elif command == "export":
+        video = VideoSettings(crf=crf)
+        result = store_tools.export_lerobot(path, out, fps=fps, task=task, video=video)
     else:
-        print(json.dumps(replay_video(path, out, env_id=env_id, episodes=episodes)))
+        result = store_tools.import_lerobot(path, out, env_id=env_id, env_kwargs=env_kwargs)
+    print(json.dumps(result, indent=2 if command == "info" else None))
 
 
 def record_transitions(

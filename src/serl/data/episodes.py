@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -82,6 +82,55 @@ def step_runs(episode: Episode, steps: Any) -> list[Episode]:
         )
         for start, stop in zip(edges[::2], edges[1::2], strict=True)
     ]
+
+
+def joined_fragments(
+    items: Iterable[tuple[Episode, dict[str, Any]]],
+) -> Iterator[tuple[Episode, dict[str, Any]]]:
+    """A replay log's pieces (each actor's, in order; attrs["actor"]) joined back into episodes:
+    a piece continues its actor's previous one when that has no done flag and ends on the
+    frame it starts from. Intervened step indices are renumbered; the first piece's other
+    attrs are kept. Items without an actor pass through."""
+    open_: dict[str, tuple[Episode, dict[str, Any]]] = {}
+    for episode, attrs in items:
+        actor = attrs.get("actor")
+        if actor is None:
+            yield episode, attrs
+            continue
+        previous = open_.pop(actor, None)
+        if previous is not None:
+            if _continues(previous[0], episode):
+                episode, attrs = _join(previous, (episode, attrs))
+            else:
+                yield previous
+        if episode.terminated[-1] or episode.truncated[-1]:
+            yield episode, attrs
+        else:
+            open_[actor] = (episode, attrs)
+    yield from open_.values()
+
+
+def _continues(a: Episode, b: Episode) -> bool:
+    return not (a.terminated[-1] or a.truncated[-1]) and _same_obs(
+        {k: v[0] for k, v in b.observations.items()}, {k: v[-1] for k, v in a.observations.items()}
+    )
+
+
+def _join(
+    a: tuple[Episode, dict[str, Any]], b: tuple[Episode, dict[str, Any]]
+) -> tuple[Episode, dict[str, Any]]:
+    (ea, attrs), (eb, more) = a, b
+    episode = Episode(
+        observations={
+            k: np.concatenate([v, eb.observations[k][1:]]) for k, v in ea.observations.items()
+        },
+        actions=np.concatenate([ea.actions, eb.actions]),
+        rewards=np.concatenate([ea.rewards, eb.rewards]),
+        terminated=np.concatenate([ea.terminated, eb.terminated]),
+        truncated=np.concatenate([ea.truncated, eb.truncated]),
+    )
+    intervened = [*attrs.get("intervened", []), *(len(ea) + i for i in more.get("intervened", []))]
+    return episode, {**attrs, **({"intervened": intervened} if intervened else {})}
 
 
 def _copy_obs(obs: Mapping[str, Any]) -> dict[str, np.ndarray]:

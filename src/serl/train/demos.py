@@ -1,10 +1,14 @@
-"""Demo stores as a run uses them: observation statistics, a summary, a replay to video
-(recording them is `serl.train.recording`)."""
+"""Demo stores as a run uses them: observation statistics, a summary, a replay to video,
+LeRobotDataset export and import (recording them is `serl.train.recording`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
+import os
+import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,10 +16,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from serl.data import Episode, EpisodeStore
-from serl.errors import ConfigError
+from serl.data import Episode, EpisodeStore, Schema
+from serl.data.episodes import joined_fragments
+from serl.data.lerobot import LeRobotReader, VideoSettings, write_lerobot
+from serl.errors import ConfigError, PathExists
 from serl.train.config import TrainConfig
-from serl.train.envs import make_env
+from serl.train.envs import env_schema, make_env
 from serl.train.rollout import run_episode
 
 
@@ -157,3 +163,76 @@ def _obs_deviation(obs: dict[str, np.ndarray], episode: Episode, t: int) -> floa
         float(np.max(np.abs(np.asarray(obs[k], np.float64) - v[t])))
         for k, v in episode.observations.items()
     )
+
+
+def export_lerobot(
+    store_path: Path,
+    out: Path,
+    fps: int = 10,
+    task: str | None = None,
+    video: VideoSettings | None = None,
+) -> dict[str, Any]:
+    """An episode store (demos, or a run's replay: its pieces joined back into episodes) as a
+    LeRobotDataset; the task defaults to the episodes' env id."""
+    with EpisodeStore.open(store_path) as store:
+        if task is None:
+            task = _env_id_of(store, store_path) or store_path.name
+        items = (
+            (episode, attrs, is_success(episode, attrs))
+            for episode, attrs in joined_fragments(store.items())
+        )
+        return write_lerobot(out, store.schema, items, fps, task, video or VideoSettings())
+
+
+def _env_id_of(store: EpisodeStore, path: Path) -> str | None:
+    """The env a store's episodes came from: their attrs (demos), else the run's config."""
+    if len(store) and "env_id" in store.attrs(0):
+        return str(store.attrs(0)["env_id"])
+    config = Path(path).parent / "config.json"  # RUN_DIR/replay
+    return json.loads(config.read_text()).get("env_id") if config.exists() else None
+
+
+def import_lerobot(
+    src: Path, out: Path, env_id: str | None = None, env_kwargs: dict | None = None
+) -> dict[str, Any]:
+    """A LeRobotDataset as a new episode store `out` (written whole or not at all); with
+    `env_id`, its features must be that env's observations and actions."""
+    dataset = LeRobotReader(src)
+    if env_id is not None:
+        env = make_env(env_id, **(env_kwargs or {}))
+        try:
+            check_features(dataset.schema, env_schema(env), env_id)
+        finally:
+            env.close()
+    if out.exists():
+        raise PathExists(f"{out} exists; choose a new --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)) / "store"
+    steps = episodes = 0
+    try:
+        with EpisodeStore.create(tmp, dataset.schema) as store:
+            for episode, attrs in dataset.episodes():
+                store.append(episode, {**attrs, **({"env_id": env_id} if env_id else {})})
+                steps, episodes = steps + len(episode), episodes + 1
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+    summary = {"out": str(out), "episodes": episodes, "steps": steps, "fps": dataset.fps}
+    return summary | {"features_dropped": dataset.dropped}
+
+
+def check_features(have: Schema, want: Schema, env_id: str) -> None:
+    """A ConfigError listing every observation or action that differs from the env's."""
+    problems = []
+    mine, env = have.obs_specs, want.obs_specs
+    for key in sorted(env.keys() | mine.keys()):
+        if key not in mine:
+            problems.append(f"no observation {key!r} (the env's is {env[key].shape})")
+        elif key not in env:
+            problems.append(f"observation {key!r} is not one of the env's")
+        elif mine[key].shape != env[key].shape:
+            problems.append(f"observation {key!r} is {mine[key].shape}, the env's {env[key].shape}")
+    if have.action_shape != want.action_shape:
+        problems.append(f"action is {have.action_shape}, the env's {want.action_shape}")
+    if problems:
+        raise ConfigError(f"the dataset does not fit {env_id}: " + "; ".join(problems))

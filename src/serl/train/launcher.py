@@ -21,6 +21,7 @@ from typing import Any
 from tqdm import tqdm
 
 from serl.data import EpisodeStore, Schema
+from serl.data.lerobot import is_lerobot_dataset
 from serl.errors import ConfigError, PathExists, PathNotFound, ProcessFailed
 from serl.networks import resolve_pretrained
 from serl.train.config import TrainConfig
@@ -77,6 +78,15 @@ def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
             f"{run} already holds a run; continue it with --resume or choose another --run-dir"
         )
     schema = _check_env(cfg)
+    if cfg.demos is not None and is_lerobot_dataset(Path(cfg.demos)):
+        # converted once into the run (checked against the env), then read like any demos
+        demos = run / "demos"
+        if not demos.exists():
+            from serl.train.demos import import_lerobot
+
+            print(f"importing LeRobotDataset {cfg.demos} into {demos}")
+            import_lerobot(Path(cfg.demos), demos, env_id=cfg.env_id, env_kwargs=cfg.env_kwargs)
+        cfg = dataclasses.replace(cfg, demos=str(demos))
     if cfg.demos is None and cfg.num_demos > 0:
         demos = run / "demos"
         if not demos.exists():
