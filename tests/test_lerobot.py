@@ -133,6 +133,7 @@ def test_a_replays_interventions_survive(cwd) -> None:  # noqa: F811
     with EpisodeStore.open("demos_back") as back:
         ((joined, attrs),) = back.items()  # the two pieces are one episode again
     assert attrs["intervened"] == [3, 4, 5, 20, 21] and attrs["task"] == "serl/PandaPickCube-v0"
+    assert attrs["actor"] == "actor-0" and "seq" not in attrs  # who took it, not the batches
     for key, value in episode.observations.items():
         np.testing.assert_array_equal(joined.observations[key], value)
     np.testing.assert_array_equal(joined.actions, episode.actions)

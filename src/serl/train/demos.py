@@ -177,11 +177,12 @@ def export_lerobot(
     with EpisodeStore.open(store_path) as store:
         if task is None:
             task = _env_id_of(store, store_path) or store_path.name
-        items = (
-            (episode, attrs, is_success(episode, attrs))
+        items = (  # without the replay log's batch bookkeeping, which means nothing elsewhere
+            ({k: v for k, v in attrs.items() if k not in ("seq", "part", "parts")}, episode)
             for episode, attrs in joined_fragments(store.items())
         )
-        return write_lerobot(out, store.schema, items, fps, task, video or VideoSettings())
+        triples = ((episode, attrs, is_success(episode, attrs)) for attrs, episode in items)
+        return write_lerobot(out, store.schema, triples, fps, task, video or VideoSettings())
 
 
 def _env_id_of(store: EpisodeStore, path: Path) -> str | None:
