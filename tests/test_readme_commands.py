@@ -92,6 +92,7 @@ PENDULUM = [
     "serl train Pendulum-v1 --env-steps 15000",
     "serl train Pendulum-v1 --obs-horizon 2 --act-exec-horizon 4",
     "serl train Pendulum-v1 --wandb serl-pendulum",  # test_wandb_mirror.py
+    "serl train Pendulum-v1 --ray local --actors 2",  # test_ray.py
 ]
 PICK_CUBE = [
     "serl train serl/PandaPickCube-v0",

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import tyro
 
 from serl.cli.common import setup_logging
+from serl.dataclass_json import JsonObject
 from serl.errors import ConfigError
 from serl.train.config import TrainConfig, recipe
 from serl.train.forward_backward import ForwardBackwardConfig
@@ -45,6 +46,13 @@ class TrainArgs:
     # mirror the run to this Weights & Biases project (--wandb alone: "serl"); WANDB_MODE=offline
     # logs without an account. A resumed run goes on in the W&B run it had
     wandb: str | None = None
+    # run the learner and actors as Ray actors: local (a Ray on this machine), auto or
+    # ray://HOST:PORT (a cluster); Ray places them and restarts what fails
+    ray: str | None = None
+    learner_gpus: float = 0.0  # --ray: GPUs the learner asks Ray for
+    actor_cpus: float = 1.0  # --ray: CPUs each actor asks Ray for
+    # --ray: custom resources each actor asks for, e.g. '{"robot": 1}' (only a robot's node)
+    actor_resources: JsonObject | None = None
 
 
 def with_wandb_default(argv: list[str]) -> list[str]:
@@ -129,7 +137,16 @@ def run_train(argv: list[str]) -> int:
             InterventionConfig(kind=args.intervene).save(cfg.path)
     if args.reward_classifier is not None and writable:
         RewardConfig.for_env(cfg.env_id, args.reward_classifier.absolute()).save(cfg.path)
-    return train(cfg, resume=args.resume, video=args.video, wandb=args.wandb)
+    return train(
+        cfg,
+        resume=args.resume,
+        video=args.video,
+        wandb=args.wandb,
+        ray=args.ray,
+        learner_gpus=args.learner_gpus,
+        actor_cpus=args.actor_cpus,
+        actor_resources=args.actor_resources,
+    )
 
 
 @dataclass(frozen=True)

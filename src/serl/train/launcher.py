@@ -27,6 +27,7 @@ from serl.networks import resolve_pretrained
 from serl.train.config import TrainConfig
 from serl.train.demos import with_observation_norm
 from serl.train.envs import env_schema, make_env
+from serl.train.ray_launcher import RayLauncher
 from serl.train.run_checkpoints import latest_checkpoint
 from serl.train.run_files import LEARNER_FILE, run_token, written_address
 from serl.train.wandb_mirror import WandbMirror
@@ -130,6 +131,42 @@ def _check_store(flag: str, path: str | None, schema: Schema | None) -> None:
             )
 
 
+class RunProgress:
+    """A run's progress bars (env steps, learner steps, the last evaluation) from its
+    progress.json, and the --wandb mirror's forwarding, for whichever launcher runs it."""
+
+    def __init__(self, cfg: TrainConfig, mirror: WandbMirror | None) -> None:
+        self.run, self.mirror = cfg.path, mirror
+        self.env = tqdm(total=cfg.env_steps, desc="env steps", unit="step")
+        self.updates = tqdm(desc="learner steps", unit="upd")
+        self.last_mirror = time.monotonic()
+
+    def show(self) -> None:
+        """Refresh the bars (and forward new scalars every MIRROR_EVERY_S)."""
+        if self.mirror is not None and time.monotonic() - self.last_mirror > MIRROR_EVERY_S:
+            self.mirror.forward()
+            self.last_mirror = time.monotonic()
+        progress = _read_json(self.run / "progress.json")
+        self.env.n = min(progress.get("env_steps", 0), self.env.total)
+        self.updates.n = progress.get("updates", 0)
+        last = progress.get("last_eval") or {}
+        if last:
+            self.env.set_postfix(
+                success=f"{last['success_rate']:.0%}",
+                ret=f"{last['mean_return']:.1f}",
+                refresh=False,
+            )
+        self.env.refresh()
+        self.updates.refresh()
+
+    def __enter__(self) -> RunProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.env.close()
+        self.updates.close()
+
+
 class Launcher:
     """Learner and actor processes of one run on localhost."""
 
@@ -194,33 +231,11 @@ class Launcher:
 
     def supervise(self) -> int:
         """Show progress until the learner exits; restart crashed actors. Returns its code."""
-        bars = {
-            "env": tqdm(total=self.cfg.env_steps, desc="env steps", unit="step"),
-            "upd": tqdm(desc="learner steps", unit="upd"),
-        }
-        last_mirror = time.monotonic()
-        try:
+        with RunProgress(self.cfg, self.mirror) as progress:
             while self.learner.poll() is None or self._resume_crashed_learner():
                 self._restart_crashed_actors()
-                if self.mirror is not None and time.monotonic() - last_mirror > MIRROR_EVERY_S:
-                    self.mirror.forward()
-                    last_mirror = time.monotonic()
-                progress = _read_json(self.run / "progress.json")
-                bars["env"].n = min(progress.get("env_steps", 0), self.cfg.env_steps)
-                bars["upd"].n = progress.get("updates", 0)
-                last = progress.get("last_eval") or {}
-                if last:
-                    bars["env"].set_postfix(
-                        success=f"{last['success_rate']:.0%}",
-                        ret=f"{last['mean_return']:.1f}",
-                        refresh=False,
-                    )
-                for bar in bars.values():
-                    bar.refresh()
+                progress.show()
                 time.sleep(0.5)
-        finally:
-            for bar in bars.values():
-                bar.close()
         for proc in self.actors.values():
             _stop(proc)
         return self.learner.returncode
@@ -269,10 +284,18 @@ def _stop(proc: subprocess.Popen, timeout: float = 60.0) -> None:
 
 
 def train(
-    cfg: TrainConfig, resume: bool = False, video: bool = True, wandb: str | None = None
+    cfg: TrainConfig,
+    resume: bool = False,
+    video: bool = True,
+    wandb: str | None = None,
+    ray: str | None = None,
+    learner_gpus: float = 0.0,
+    actor_cpus: float = 1.0,
+    actor_resources: dict[str, float] | None = None,
 ) -> int:
     """Run a whole training job; returns the exit code. `wandb`: a W&B project to mirror the
-    run to (on --resume, a run that was mirrored goes on in its W&B run)."""
+    run to (on --resume, a run that was mirrored goes on in its W&B run); `ray`: a Ray address
+    (or "local") to run the learner and actors on, with the resources they declare."""
     cfg = prepare_run(cfg, resume)
     print(
         f"serl train {cfg.env_id}: run dir {cfg.path} (TensorBoard: tensorboard --logdir "
@@ -281,7 +304,11 @@ def train(
     mirror = WandbMirror.for_run(cfg.path, wandb, resume)
     media: list[Path] = []
     try:
-        code = _supervise(Launcher(cfg, resume, mirror), cfg)
+        if ray is None:
+            launcher: Launcher | RayLauncher = Launcher(cfg, resume, mirror)
+        else:
+            launcher = RayLauncher(cfg, ray, learner_gpus, actor_cpus, mirror, actor_resources)
+        code = _supervise(launcher, cfg)
         if code == 0:
             media = finish_run(cfg, video)
     finally:
@@ -290,7 +317,7 @@ def train(
     return code
 
 
-def _supervise(launcher: Launcher, cfg: TrainConfig) -> int:
+def _supervise(launcher: Launcher | RayLauncher, cfg: TrainConfig) -> int:
     try:
         code = launcher.supervise()
     except KeyboardInterrupt:

@@ -1,0 +1,270 @@
+"""`serl train --ray ADDRESS`: the learner and the actors as Ray actors, placed and restarted by
+Ray, on this machine (`local`) or a cluster (`auto`, `ray://HOST:PORT`).
+
+Each Ray actor hosts one serl process (`serl learner` or `serl actor`, the same programs the
+local launcher starts) and exits with it when it fails, so Ray's restart policy is the restart
+policy: a restarted actor goes on from the steps the learner holds; a restarted learner resumes
+from its newest checkpoint and replay, on the same address, so the actors ride through it as
+they ride through a network outage (what it had not acknowledged they send again). The data
+plane stays serl's gRPC transport (exactly-once, auth, back-pressure, spilling). The learner is
+pinned to the driver's node: the run directory (checkpoints, replay, eval.csv, TensorBoard) is
+local to it and a restarted learner finds it there. The run's config and token reach the actors
+through Ray, as arguments, not as copied files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from serl.errors import ConfigError, ProcessFailed
+from serl.train.config import TrainConfig
+from serl.train.run_checkpoints import latest_checkpoint
+from serl.train.run_files import run_token
+
+MAX_ACTOR_RESTARTS = 5
+MAX_LEARNER_RESTARTS = 3
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as e:
+        raise ConfigError("--ray needs Ray: pip install 'serl[ray]'") from e
+    return ray
+
+
+class ProcessHost:
+    """A Ray actor hosting one serl process; it exits when the process fails, for Ray to
+    restart it (its constructor, run again, starts the process again)."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        log: str,
+        token: str,
+        files: dict[str, str] | None = None,
+        resume_run: str | None = None,
+    ) -> None:
+        # files: written on this node (e.g. the actor's config.json), "{dir}" in argv is their
+        # directory; resume_run: a learner's run dir, resumed if it holds a checkpoint
+        here = Path(tempfile.mkdtemp(prefix="serl-ray-"))
+        for name, text in (files or {}).items():
+            (here / name).write_text(text)
+        argv = [a.replace("{dir}", str(here)) for a in argv]
+        if resume_run is not None and latest_checkpoint(Path(resume_run)) is not None:
+            argv.append("--resume")
+        log_path = Path(log)
+        if not log_path.parent.is_dir():  # a node without the run directory: its own logs
+            log_path = here / log_path.name
+        env = {**os.environ, "SERL_TOKEN": token, "SERL_DEBUG": "1"}
+        with log_path.open("a") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "serl.cli", *argv],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.log = str(log_path)
+        self.stopping = False
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        if self.proc.wait() != 0 and not self.stopping:
+            os._exit(1)  # the process failed: so does this Ray actor, and Ray restarts it
+
+    def wait(self) -> int:
+        """The process's exit code, once it has exited (0: done)."""
+        return self.proc.wait()
+
+    def pid(self) -> int:
+        """The hosted process's pid (on this actor's node)."""
+        return self.proc.pid
+
+    def log_path(self) -> str:
+        """Where the hosted process writes its output."""
+        return self.log
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM the process (a learner checkpoints on it) and wait for it."""
+        self.stopping = True
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+class RayLauncher:
+    """One run's learner and actors on Ray; `supervise` and `stop` as the local launcher's."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        address: str,
+        learner_gpus: float = 0.0,
+        actor_cpus: float = 1.0,
+        mirror: Any = None,
+        actor_resources: dict[str, float] | None = None,
+    ) -> None:
+        ray = self.ray = _ray()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        self.cfg, self.run, self.mirror = cfg, cfg.path, mirror
+        self.learner, self.actors = None, []
+        self.logs = self.run / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.started_ray = not ray.is_initialized()
+        if self.started_ray:
+            ray.init(**_init_args(address, cfg.actors, actor_cpus, actor_resources or {}))
+        cluster = address != "local"
+        host = ray.util.get_node_ip_address() if cluster else "127.0.0.1"
+        # one port for the run's life: a learner Ray restarts listens where the actors look
+        port = cfg.port or _free_port()
+        self.address = f"{host}:{port}"
+        cfg = dataclasses.replace(cfg, host="0.0.0.0" if cluster else cfg.host, port=port)
+        cfg.save()
+        config = json.dumps(cfg.to_json())
+        token = run_token(self.run)
+        node = ray.get_runtime_context().get_node_id()
+        gpus = next((n["Resources"].get("GPU", 0) for n in ray.nodes() if n["NodeID"] == node), 0)
+        if learner_gpus > gpus:
+            self.stop()
+            raise ConfigError(
+                f"--learner-gpus {learner_gpus:g}: the learner runs on this node, beside its run "
+                f"directory, and Ray sees {gpus:g} GPUs here; run serl train on the GPU's node"
+            )
+        here = NodeAffinitySchedulingStrategy(node, soft=False)
+        host_actor = ray.remote(ProcessHost)
+        self.learner = host_actor.options(
+            num_cpus=1,
+            num_gpus=learner_gpus,
+            max_restarts=MAX_LEARNER_RESTARTS,
+            max_task_retries=MAX_LEARNER_RESTARTS,
+            max_concurrency=4,
+            scheduling_strategy=here,
+        ).remote(
+            ["learner", "--run-dir", str(self.run.absolute())],
+            str((self.logs / "learner.log").absolute()),
+            token,
+            resume_run=str(self.run.absolute()),
+        )
+        self.actors = [
+            host_actor.options(
+                num_cpus=actor_cpus,
+                resources=actor_resources or {},  # e.g. {"robot": 1}: only a robot's node
+                max_restarts=MAX_ACTOR_RESTARTS,
+                max_task_retries=MAX_ACTOR_RESTARTS,
+                max_concurrency=4,
+                scheduling_strategy="SPREAD",  # over the cluster's nodes
+            ).remote(
+                _actor_argv(self.address, i, cfg.actor_nice),
+                str((self.logs / f"actor-{i}.log").absolute()),
+                token,
+                files={"config.json": config},
+            )
+            for i in range(cfg.actors)
+        ]
+
+    def supervise(self) -> int:
+        """Show progress until the learner exits (Ray restarting what fails); its code."""
+        from serl.train.launcher import RunProgress
+
+        ray = self.ray
+        learner = self.learner.wait.remote()  # retried on a restarted learner: its final code
+        actors = {ref: i for i, a in enumerate(self.actors) for ref in [a.wait.remote()]}
+        started, hinted = time.monotonic(), False
+        with RunProgress(self.cfg, self.mirror) as progress:
+            while True:
+                done, _ = ray.wait([learner, *actors], num_returns=1, timeout=0.5)
+                progress.show()
+                if not hinted and not progress.env.n and time.monotonic() - started > 180:
+                    hinted = True  # e.g. no node offers what the actors ask for
+                    tqdm.write(
+                        "no env step after 3 minutes: `ray status` shows what Ray cannot place "
+                        "(--actor-cpus, --actor-resources)"
+                    )
+                if not done:
+                    continue
+                if done[0] is learner:
+                    code = self._result(learner, "learner", self.logs / "learner.log")
+                    self.stop()  # the actors are done (or the run failed): release all
+                    return code
+                index = actors.pop(done[0])
+                self._result(done[0], f"actor {index}", self.logs / f"actor-{index}.log")
+
+    def _result(self, ref: Any, name: str, log: Path) -> int:
+        """A finished process's code; past its restarts, ProcessFailed with its log's end."""
+        from serl.train.launcher import _crash_report
+
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayActorError as e:
+            raise ProcessFailed(
+                f"{name} kept failing (Ray gave up restarting it): {_crash_report(log)}"
+            ) from e
+
+    def stop(self) -> None:
+        """Stop the learner (it checkpoints) and the actors; shut down a Ray this started."""
+        ray = self.ray
+        if not ray.is_initialized():
+            return  # stopped already
+        if self.learner is not None:
+            try:
+                ray.get(self.learner.stop.remote(), timeout=90)
+            except Exception:  # already gone: nothing to checkpoint
+                pass
+        for host in [*self.actors, *([self.learner] if self.learner else [])]:
+            ray.kill(host, no_restart=True)
+        if self.started_ray:
+            ray.shutdown()
+
+
+def _init_args(
+    address: str, actors: int, actor_cpus: float, actor_resources: dict[str, float]
+) -> dict[str, Any]:
+    """ray.init's arguments: `local` starts a Ray on this machine with CPUs (and custom
+    resources) enough to place the learner and every actor (the local launcher shares the
+    cores the same way)."""
+    quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if address == "local":
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a local run reports nothing
+        needed = 1 + actors * actor_cpus
+        resources = {k: v * actors for k, v in actor_resources.items()}
+        cpus = max(os.cpu_count() or 1, int(needed + 0.999))
+        return {"num_cpus": cpus, "resources": resources, **quiet}
+    return {"address": address, **quiet}
+
+
+def _actor_argv(address: str, index: int, nice: int) -> list[str]:
+    return [
+        "actor",
+        "--learner",
+        address,
+        "--config",
+        "{dir}/config.json",
+        "--index",
+        str(index),
+        "--nice",
+        str(nice),
+    ]

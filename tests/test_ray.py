@@ -1,0 +1,84 @@
+"""`serl train --ray local`: the learner and actors as Ray actors on a local Ray instance; every
+env step stored once, an actor and the learner killed mid-run restarted by Ray, the learner
+resuming its checkpoint (same leaf hashes) and the run completing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+
+import pytest
+from test_readme_commands import SHORT, TINY_SAC, cwd, serl  # noqa: F401
+from test_train import assert_stored_once, pendulum, progress, wait_for
+
+from serl.agents.persist import leaf_hashes
+from serl.errors import ConfigError
+from serl.train.launcher import prepare_run
+from serl.train.ray_launcher import RayLauncher
+from serl.train.reports import read_eval_csv
+from serl.train.run_checkpoints import latest_checkpoint, load_checkpoint
+
+ray = pytest.importorskip("ray")
+RAY = "serl train Pendulum-v1 --ray local --actors 2"
+
+
+@pytest.mark.timeout(300)
+def test_two_actors_on_a_local_ray(cwd) -> None:  # noqa: F811
+    robot = json.dumps({"robot": 1})  # placed where a node offers it (this one, here)
+    serl(RAY, *SHORT, "--agent-overrides", json.dumps(TINY_SAC), "--actor-resources", robot)
+    run = cwd / "runs/Pendulum-v1/sac-s0"
+    assert [r["env_step"] for r in read_eval_csv(run / "eval.csv")]
+    assert (run / "learning_curve.png").exists() and list((run / "tb").iterdir())
+    assert_stored_once(run, 40)  # every env step of both actors, once
+    assert {"actor-0.log", "actor-1.log", "learner.log"} <= {
+        p.name for p in (run / "logs").iterdir()
+    }
+    assert not ray.is_initialized()  # the Ray it started is shut down
+
+
+def pid(host) -> int:
+    """The pid of the serl process a Ray actor hosts (once Ray has (re)started it)."""
+    return ray.get(host.pid.remote(), timeout=120)
+
+
+@pytest.mark.timeout(600)
+def test_ray_restarts_a_killed_actor_and_a_killed_learner(tmp_path) -> None:
+    cfg = prepare_run(
+        pendulum(tmp_path / "run", actors=2, env_steps=1600, eval_every=100_000), False
+    )
+    launcher = RayLauncher(cfg, "local")
+    codes: list[int] = []
+    supervisor = threading.Thread(target=lambda: codes.append(launcher.supervise()))
+    supervisor.start()
+    run = cfg.path
+    try:
+        wait_for(lambda: progress(run).get("env_steps", 0) >= 300, 180, "300 env steps")
+        os.kill(pid(launcher.actors[0]), signal.SIGKILL)
+        wait_for(
+            lambda: "going on from there" in (run / "logs/actor-0.log").read_text(),
+            180,
+            "Ray to restart actor 0",
+        )
+        updates = progress(run)["updates"]
+        wait_for(lambda: progress(run).get("updates", 0) >= updates + 45, 180, "45 more updates")
+        os.kill(pid(launcher.learner), signal.SIGKILL)  # e.g. the out-of-memory killer
+        checkpoint = latest_checkpoint(run)
+        saved = leaf_hashes(load_checkpoint(checkpoint)[0])  # before the resumed run prunes it
+        supervisor.join(420)
+        assert codes == [0]
+    finally:
+        launcher.stop()
+        supervisor.join(60)
+    assert "resumed from" in (run / "logs/learner.log").read_text()  # Ray's restart resumed it
+    resumed = json.loads((run / "resumed_from.json").read_text())
+    assert resumed["checkpoint"] == checkpoint.name and resumed["leaf_hashes"] == saved
+    assert_stored_once(run, 1600)  # through both crashes: each transition once
+
+
+def test_a_gpu_this_node_lacks_is_one_clear_error(tmp_path) -> None:
+    cfg = prepare_run(pendulum(tmp_path / "run"), False)
+    with pytest.raises(ConfigError, match=r"Ray sees \d+ GPUs here"):
+        RayLauncher(cfg, "local", learner_gpus=1000)
+    assert not ray.is_initialized()  # the Ray it started is shut down again
