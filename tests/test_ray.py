@@ -7,11 +7,23 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 
 import pytest
-from test_readme_commands import SHORT, TINY_SAC, cwd, serl  # noqa: F401
-from test_train import assert_stored_once, pendulum, progress, wait_for
+from test_readme_commands import SHORT, cwd, serl  # noqa: F401
+from test_readme_commands import TINY_SAC as TINY
+from test_train import (
+    TINY_SAC,
+    assert_stored_once,
+    pendulum,
+    processes_mentioning,
+    progress,
+    thread_nices,
+    wait_for,
+    wait_for_updates,
+)
 
 from serl.agents.persist import leaf_hashes
 from serl.errors import ConfigError
@@ -27,7 +39,7 @@ RAY = "serl train Pendulum-v1 --ray local --actors 2"
 @pytest.mark.timeout(300)
 def test_two_actors_on_a_local_ray(cwd) -> None:  # noqa: F811
     robot = json.dumps({"robot": 1})  # placed where a node offers it (this one, here)
-    serl(RAY, *SHORT, "--agent-overrides", json.dumps(TINY_SAC), "--actor-resources", robot)
+    serl(RAY, *SHORT, "--agent-overrides", json.dumps(TINY), "--actor-resources", robot)
     run = cwd / "runs/Pendulum-v1/sac-s0"
     assert [r["env_step"] for r in read_eval_csv(run / "eval.csv")]
     assert (run / "learning_curve.png").exists() and list((run / "tb").iterdir())
@@ -82,3 +94,33 @@ def test_a_gpu_this_node_lacks_is_one_clear_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"Ray sees \d+ GPUs here"):
         RayLauncher(cfg, "local", learner_gpus=1000)
     assert not ray.is_initialized()  # the Ray it started is shut down again
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_stops_a_ray_run_and_leaves_no_process(tmp_path) -> None:
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "serl.cli", "train", "Pendulum-v1", "--ray", "local"]
+    command += ["--no-video", "--run-dir", str(run), "--agent-overrides", json.dumps(TINY_SAC)]
+    command += "--env-steps 100000 --random-steps 100 --training-starts 100".split()
+    command += "--updates-per-env-step 0.25 --eval-every 100000 --checkpoint-every 100000".split()
+    launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = None
+    try:
+        wait_for_updates(run, 10, launcher)
+        port = json.loads((run / "config.json").read_text())["port"]
+        (actor,) = processes_mentioning(f"127.0.0.1:{port}")  # its config is in a temp dir
+        (learner,) = [p for p, c in processes_mentioning(str(run)).items() if " learner " in c]
+        assert set(thread_nices(actor)) == {10} and set(thread_nices(learner)) == {0}
+        launcher.send_signal(signal.SIGTERM)  # kill PID, a job scheduler's stop
+        assert launcher.wait(120) == 130
+        assert processes_mentioning(str(run)) == {}  # no learner, actor or Ray worker left
+        assert processes_mentioning(f"127.0.0.1:{port}") == {}
+    finally:
+        left = processes_mentioning(str(run)) | (processes_mentioning(f":{port}") if port else {})
+        for pid in [launcher.pid, *left]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    checkpoint = latest_checkpoint(run)
+    assert checkpoint is not None and int(checkpoint.name) >= 10  # the learner's final one

@@ -71,6 +71,8 @@ class ProcessHost:
             log_path = here / log_path.name
         env = {**os.environ, "SERL_TOKEN": token, "SERL_DEBUG": "1"}
         with log_path.open("a") as out:
+            if os.nice(0) > 0:  # a cluster's nodes started without RAY_worker_niceness=0
+                out.write(f"serl: Ray runs this process at nice {os.nice(0)} (see README)\n")
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "serl.cli", *argv],
                 env=env,
@@ -136,7 +138,11 @@ class RayLauncher:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.started_ray = not ray.is_initialized()
         if self.started_ray:
+            stop_on_sigterm = signal.getsignal(signal.SIGTERM)
             ray.init(**_init_args(address, cfg.actors, actor_cpus, actor_resources or {}))
+            # ray.init takes SIGTERM (and exits at once): keep serl's, which stops the run cleanly
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, stop_on_sigterm)
         cluster = address != "local"
         host = ray.util.get_node_ip_address() if cluster else "127.0.0.1"
         # one port for the run's life: a learner Ray restarts listens where the actors look
@@ -225,16 +231,16 @@ class RayLauncher:
             ) from e
 
     def stop(self) -> None:
-        """Stop the learner (it checkpoints) and the actors; shut down a Ray this started."""
+        """Stop the actors and the learner (it checkpoints) and release them; shut down a Ray
+        this started. (Ray kills what a killed host process still runs.)"""
         ray = self.ray
         if not ray.is_initialized():
             return  # stopped already
-        if self.learner is not None:
-            try:
-                ray.get(self.learner.stop.remote(), timeout=90)
-            except Exception:  # already gone: nothing to checkpoint
-                pass
-        for host in [*self.actors, *([self.learner] if self.learner else [])]:
+        hosts = [*self.actors, *([self.learner] if self.learner is not None else [])]
+        for group in (self.actors, hosts[len(self.actors) :]):  # the actors, then the learner
+            stops = [host.stop.remote() for host in group]  # SIGTERM: the learner checkpoints
+            ray.wait(stops, num_returns=len(stops), timeout=90)
+        for host in hosts:
             ray.kill(host, no_restart=True)
         if self.started_ray:
             ray.shutdown()
@@ -249,6 +255,9 @@ def _init_args(
     quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address == "local":
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a local run reports nothing
+        # Ray's workers run at nice 15, which no child can undo: the learner at 0, the actors
+        # at their --actor-nice above it, as the local launcher runs them
+        os.environ.setdefault("RAY_worker_niceness", "0")
         needed = 1 + actors * actor_cpus
         resources = {k: v * actors for k, v in actor_resources.items()}
         cpus = max(os.cpu_count() or 1, int(needed + 0.999))
