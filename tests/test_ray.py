@@ -124,3 +124,10 @@ def test_sigterm_stops_a_ray_run_and_leaves_no_process(tmp_path) -> None:
                 pass
     checkpoint = latest_checkpoint(run)
     assert checkpoint is not None and int(checkpoint.name) >= 10  # the learner's final one
+
+
+def test_a_ray_client_address_is_refused_with_what_to_run(tmp_path) -> None:
+    cfg = prepare_run(pendulum(tmp_path / "run"), False)
+    with pytest.raises(ConfigError, match=r"ray job submit .* --ray auto"):
+        RayLauncher(cfg, "ray://10.0.0.1:10001")
+    assert not ray.is_initialized()

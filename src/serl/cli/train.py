@@ -46,8 +46,8 @@ class TrainArgs:
     # mirror the run to this Weights & Biases project (--wandb alone: "serl"); WANDB_MODE=offline
     # logs without an account. A resumed run goes on in the W&B run it had
     wandb: str | None = None
-    # run the learner and actors as Ray actors: local (a Ray on this machine), auto or
-    # ray://HOST:PORT (a cluster); Ray places them and restarts what fails
+    # run the learner and actors as Ray actors: local (a Ray on this machine), auto (the
+    # cluster this machine is a node of) or its HOST:PORT; Ray places them, restarts what fails
     ray: str | None = None
     learner_gpus: float = 0.0  # --ray: GPUs the learner asks Ray for
     actor_cpus: float = 1.0  # --ray: CPUs each actor asks Ray for

@@ -1,5 +1,5 @@
 """`serl train --ray ADDRESS`: the learner and the actors as Ray actors, placed and restarted by
-Ray, on this machine (`local`) or a cluster (`auto`, `ray://HOST:PORT`).
+Ray, on this machine (`local`) or the cluster this machine belongs to (`auto`, an address).
 
 Each Ray actor hosts one serl process (`serl learner` or `serl actor`, the same programs the
 local launcher starts) and exits with it when it fails, so Ray's restart policy is the restart
@@ -79,7 +79,6 @@ class ProcessHost:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        self.log = str(log_path)
         self.stopping = False
         threading.Thread(target=self._watch, daemon=True).start()
 
@@ -94,10 +93,6 @@ class ProcessHost:
     def pid(self) -> int:
         """The hosted process's pid (on this actor's node)."""
         return self.proc.pid
-
-    def log_path(self) -> str:
-        """Where the hosted process writes its output."""
-        return self.log
 
     def stop(self, timeout: float = 60.0) -> int:
         """SIGTERM the process (a learner checkpoints on it) and wait for it."""
@@ -129,6 +124,12 @@ class RayLauncher:
         mirror: Any = None,
         actor_resources: dict[str, float] | None = None,
     ) -> None:
+        if address.startswith("ray://"):  # a Ray Client driver: the run dir would stay here
+            raise ConfigError(
+                f"--ray {address}: run serl train on the cluster itself, which holds the run "
+                "directory: on its head with --ray auto, or from here with `ray job submit "
+                "--address http://HEAD:8265 -- serl train ENV_ID --ray auto`"
+            )
         ray = self.ray = _ray()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -139,7 +140,13 @@ class RayLauncher:
         self.started_ray = not ray.is_initialized()
         if self.started_ray:
             stop_on_sigterm = signal.getsignal(signal.SIGTERM)
-            ray.init(**_init_args(address, cfg.actors, actor_cpus, actor_resources or {}))
+            try:
+                ray.init(**_init_args(address, cfg.actors, actor_cpus, actor_resources or {}))
+            except ConnectionError as e:
+                raise ConfigError(
+                    f"--ray {address}: no Ray cluster answers ({e}); start one (ray start "
+                    "--head) or run on this machine with --ray local"
+                ) from e
             # ray.init takes SIGTERM (and exits at once): keep serl's, which stops the run cleanly
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGTERM, stop_on_sigterm)
