@@ -251,7 +251,9 @@ class FrankaEnv(gym.Env):
         period = 1.0 / cfg.hz
         sent = self._clock()
         deadline = self._tick + period
-        settle = max(0.0, deadline - sent - self._latency)
+        # never more than a period: a sim catching up on a busy machine runs its clock ahead of
+        # ours for a moment, and the round trip (so the estimate) can then read negative
+        settle = min(period, max(0.0, deadline - sent - max(self._latency, 0.0)))
         try:
             self._state = self.client.command(safe.pos, safe.quat, grip, settle_s=settle)
         except RobotFault as e:
