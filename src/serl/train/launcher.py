@@ -1,4 +1,5 @@
-"""`serl train`: one learner and K actors as processes on this machine, with progress bars.
+"""`serl train`: one learner and K actors as processes on this machine, with progress bars
+(with --ray, as Ray actors: `serl.train.ray_launcher`).
 
 The launcher records demos if the recipe wants them, starts the learner and the actors (which
 wait for its address), shows progress, restarts an actor that crashes and resumes a
@@ -16,7 +17,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
@@ -30,22 +30,15 @@ from serl.train.envs import env_schema, make_env
 from serl.train.ray_launcher import RayLauncher
 from serl.train.run_checkpoints import latest_checkpoint
 from serl.train.run_files import LEARNER_FILE, run_token, written_address
+from serl.train.run_progress import RunProgress, crash_report
 from serl.train.wandb_mirror import WandbMirror
 
 MAX_ACTOR_RESTARTS = 5
 MAX_LEARNER_RESTARTS = 3
-MIRROR_EVERY_S = 5.0  # how often --wandb forwards TensorBoard's new scalars
 
 
 def _serl(*args: str) -> list[str]:
     return [sys.executable, "-m", "serl.cli", *args]
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
 
 
 def _exit_name(code: int) -> str:
@@ -56,15 +49,6 @@ def _exit_name(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit code {code}"
-
-
-def _crash_report(log: Path) -> str:
-    """A crashed process's last log line (its error) and where the whole log is."""
-    try:
-        lines = log.read_text(errors="replace").strip().splitlines()
-    except FileNotFoundError:
-        lines = []
-    return f"{lines[-1] if lines else '(empty log)'}\n(full log: {log})"
 
 
 def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
@@ -131,42 +115,6 @@ def _check_store(flag: str, path: str | None, schema: Schema | None) -> None:
             )
 
 
-class RunProgress:
-    """A run's progress bars (env steps, learner steps, the last evaluation) from its
-    progress.json, and the --wandb mirror's forwarding, for whichever launcher runs it."""
-
-    def __init__(self, cfg: TrainConfig, mirror: WandbMirror | None) -> None:
-        self.run, self.mirror = cfg.path, mirror
-        self.env = tqdm(total=cfg.env_steps, desc="env steps", unit="step")
-        self.updates = tqdm(desc="learner steps", unit="upd")
-        self.last_mirror = time.monotonic()
-
-    def show(self) -> None:
-        """Refresh the bars (and forward new scalars every MIRROR_EVERY_S)."""
-        if self.mirror is not None and time.monotonic() - self.last_mirror > MIRROR_EVERY_S:
-            self.mirror.forward()
-            self.last_mirror = time.monotonic()
-        progress = _read_json(self.run / "progress.json")
-        self.env.n = min(progress.get("env_steps", 0), self.env.total)
-        self.updates.n = progress.get("updates", 0)
-        last = progress.get("last_eval") or {}
-        if last:
-            self.env.set_postfix(
-                success=f"{last['success_rate']:.0%}",
-                ret=f"{last['mean_return']:.1f}",
-                refresh=False,
-            )
-        self.env.refresh()
-        self.updates.refresh()
-
-    def __enter__(self) -> RunProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.env.close()
-        self.updates.close()
-
-
 class Launcher:
     """Learner and actor processes of one run on localhost."""
 
@@ -207,7 +155,7 @@ class Launcher:
             if self.learner.poll() is not None:
                 raise ProcessFailed(
                     f"the learner exited ({_exit_name(self.learner.returncode)}) before listening: "
-                    + _crash_report(self.logs / "learner.log")
+                    + crash_report(self.logs / "learner.log")
                 )
             time.sleep(0.1)
         raise ProcessFailed(f"the learner did not start listening within {timeout:.0f} s")
@@ -262,7 +210,7 @@ class Launcher:
                 continue
             if self.restarts >= MAX_ACTOR_RESTARTS:
                 log = self.logs / f"actor-{index}.log"
-                raise ProcessFailed(f"actor {index} keeps failing: {_crash_report(log)}")
+                raise ProcessFailed(f"actor {index} keeps failing: {crash_report(log)}")
             self.restarts += 1
             tqdm.write(f"actor {index} exited with {code}; restarting it")
             self.actors[index] = self._start_actor(index)
@@ -330,7 +278,7 @@ def _supervise(launcher: Launcher | RayLauncher, cfg: TrainConfig) -> int:
     if code != 0:
         print(
             f"the learner failed ({_exit_name(code)}): "
-            f"{_crash_report(launcher.logs / 'learner.log')}"
+            f"{crash_report(launcher.logs / 'learner.log')}"
         )
         print(f"continue the run with: serl train {cfg.env_id} --run-dir {cfg.path} --resume")
     return code

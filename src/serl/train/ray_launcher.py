@@ -33,6 +33,7 @@ from serl.errors import ConfigError, ProcessFailed
 from serl.train.config import TrainConfig
 from serl.train.run_checkpoints import latest_checkpoint
 from serl.train.run_files import run_token
+from serl.train.run_progress import RunProgress, crash_report
 
 MAX_ACTOR_RESTARTS = 5
 MAX_LEARNER_RESTARTS = 3
@@ -201,8 +202,6 @@ class RayLauncher:
 
     def supervise(self) -> int:
         """Show progress until the learner exits (Ray restarting what fails); its code."""
-        from serl.train.launcher import RunProgress
-
         ray = self.ray
         learner = self.learner.wait.remote()  # retried on a restarted learner: its final code
         actors = {ref: i for i, a in enumerate(self.actors) for ref in [a.wait.remote()]}
@@ -228,13 +227,11 @@ class RayLauncher:
 
     def _result(self, ref: Any, name: str, log: Path) -> int:
         """A finished process's code; past its restarts, ProcessFailed with its log's end."""
-        from serl.train.launcher import _crash_report
-
         try:
             return self.ray.get(ref)
         except self.ray.exceptions.RayActorError as e:
             raise ProcessFailed(
-                f"{name} kept failing (Ray gave up restarting it): {_crash_report(log)}"
+                f"{name} kept failing (Ray gave up restarting it): {crash_report(log)}"
             ) from e
 
     def stop(self) -> None:
