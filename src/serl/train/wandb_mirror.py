@@ -125,6 +125,9 @@ class WandbMirror:
         if media:
             self.run.log({path.stem: kinds[path.suffix](str(path)) for path in media})
         self.run.finish()
+        # finish() can return while W&B's service is still writing the run's files (seen on a
+        # busy machine): its teardown waits for them, so the run is whole when serl train ends
+        self.wandb.teardown()
 
     def _save(self) -> None:
         write_json_atomic(
