@@ -11,8 +11,9 @@ libraries (apt install ffmpeg), else with PyAV; the result says which.
 
     .venv/bin/python bench/lerobot_compat.py [--episodes 5] [--write-fixture]
 
---write-fixture rewrites tests/fixtures/lerobot_v30 (+ .npz), the dataset LeRobot's own code
-writes that tests/test_lerobot.py reads.
+--write-fixture rewrites tests/fixtures/lerobot_v30 and lerobot_v30_images (+ .npz), the
+datasets LeRobot's own code writes (camera frames as video, and as PNGs in the table) that
+tests/test_lerobot.py reads.
 """
 
 from __future__ import annotations
@@ -161,6 +162,8 @@ if __name__ == "__main__":
     parser.add_argument("--write-fixture", action="store_true")
     args = parser.parse_args()
     if args.write_fixture:
-        lerobot_side("fixture", Path(__file__).parents[1] / "tests/fixtures/lerobot_v30")
+        fixtures = Path(__file__).parents[1] / "tests/fixtures"
+        lerobot_side("fixture", fixtures / "lerobot_v30")
+        lerobot_side("fixture-images", fixtures / "lerobot_v30_images")
     else:
         run(args.episodes)

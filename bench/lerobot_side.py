@@ -2,6 +2,7 @@
 installed (never serl's), so what it writes and loads is LeRobot's own code's doing.
 
     python lerobot_side.py fixture DIR   # a small dataset written by LeRobot + DIR.npz
+    python lerobot_side.py fixture-images DIR  # the same with PNG frames in the table
     python lerobot_side.py load DIR OUT  # load DIR with LeRobotDataset; every frame to OUT.npz
 
 The .npz holds each feature of every frame as LeRobotDataset returns it (camera frames as
@@ -30,11 +31,12 @@ def fixture_frame(camera: str, episode: int, t: int) -> np.ndarray:
     return np.stack(channels, -1).astype(np.uint8)
 
 
-def write_fixture(root: Path) -> None:
+def write_fixture(root: Path, dtype: str = "video") -> None:
     """Two episodes (5 and 4 frames), two cameras, a state, an action, reward, done and one
-    complementary_info key, written by LeRobot's LeRobotDataset.create/add_frame/save_episode."""
+    complementary_info key, written by LeRobot's LeRobotDataset.create/add_frame/save_episode;
+    dtype "image": camera frames as PNGs in the table instead of videos."""
     shutil.rmtree(root, ignore_errors=True)
-    video = {"dtype": "video", "shape": (SIZE, SIZE, 3), "names": ["height", "width", "channels"]}
+    video = {"dtype": dtype, "shape": (SIZE, SIZE, 3), "names": ["height", "width", "channels"]}
     features = {
         "observation.state": {"dtype": "float32", "shape": (4,), "names": ["x", "y", "z", "grip"]},
         **{f"observation.images.{c}": video for c in CAMERAS},
@@ -43,7 +45,9 @@ def write_fixture(root: Path) -> None:
         "next.done": {"dtype": "bool", "shape": (1,), "names": None},
         "complementary_info.discrete_penalty": {"dtype": "float32", "shape": (1,), "names": None},
     }
-    dataset = LeRobotDataset.create("serl/fixture", fps=10, root=root, features=features)
+    dataset = LeRobotDataset.create(
+        "serl/fixture", fps=10, root=root, features=features, use_videos=dtype == "video"
+    )
     for episode, length in enumerate((5, 4)):
         for t in range(length):
             frames = {c: fixture_frame(c, episode, t) for c in CAMERAS}
@@ -81,7 +85,7 @@ def loaded(root: Path) -> dict[str, np.ndarray]:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "fixture":
-        write_fixture(Path(sys.argv[2]))
+    if sys.argv[1].startswith("fixture"):
+        write_fixture(Path(sys.argv[2]), "image" if sys.argv[1] == "fixture-images" else "video")
     else:
         np.savez_compressed(sys.argv[3], **loaded(Path(sys.argv[2])))

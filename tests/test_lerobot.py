@@ -19,6 +19,7 @@ from serl.errors import ConfigError, PathNotFound
 from serl.train.replay_log import ReplayLog, split_batch
 
 FIXTURE = Path(__file__).parent / "fixtures" / "lerobot_v30"  # by bench/lerobot_side.py fixture
+IMAGES = FIXTURE.with_name("lerobot_v30_images")  # ... fixture-images: PNG frames in the table
 VISION = "serl/PandaPickCubeVision-v0"
 SMALL = json.dumps({"image_size": 64})
 # AV1 at CRF 30 on 64x64 sim renders: measured mean |error| 2.4-2.6 levels, PSNR 32.6-35 dB
@@ -71,6 +72,20 @@ def test_the_dataset_lerobot_wrote_loads_as_lerobot_reads_it() -> None:
             episode.observations["front"][-1], episode.observations["front"][-2]
         )
         assert not episode.truncated.any()
+
+
+def test_the_dataset_lerobot_wrote_with_images_in_its_table_loads() -> None:
+    expected = np.load(IMAGES.with_suffix(".npz"))
+    dataset = LeRobotReader(IMAGES)
+    assert dataset.info["features"]["observation.images.front"]["dtype"] == "image"
+    assert dataset.schema == LeRobotReader(FIXTURE).schema
+    episodes = list(dataset.episodes())
+    assert [len(e) for e, _ in episodes] == [5, 4]
+    for key in ("front", "wrist"):  # PNG is lossless: the very frames LeRobot returns
+        frames = np.concatenate([e.observations[key][:-1] for e, _ in episodes])
+        np.testing.assert_array_equal(frames, expected[f"observation.images.{key}"])
+    states = np.concatenate([e.observations["state"][:-1] for e, _ in episodes])
+    np.testing.assert_array_equal(states, expected["observation.state"])
 
 
 def test_vision_demos_round_trip(vision_demos, tmp_path) -> None:
