@@ -27,20 +27,22 @@ def read_scalars(path: Path, offset: int = 0) -> tuple[list[tuple[str, int, floa
     offset after its last whole record (one still being written is read next time)."""
     from tensorboardX.proto.event_pb2 import Event
 
-    data = path.read_bytes()
-    scalars = []
+    with path.open("rb") as f:  # only what is new: a long run's file grows to megabytes
+        f.seek(offset)
+        data = f.read()
+    scalars, at = [], 0
     # TFRecord: u64 length, u32 crc of it, the Event proto, u32 crc of that
-    while offset + 12 <= len(data):
-        (length,) = struct.unpack_from("<Q", data, offset)
-        end = offset + 12 + length + 4
+    while at + 12 <= len(data):
+        (length,) = struct.unpack_from("<Q", data, at)
+        end = at + 12 + length + 4
         if end > len(data):
             break
-        event = Event.FromString(data[offset + 12 : end - 4])
+        event = Event.FromString(data[at + 12 : end - 4])
         for value in event.summary.value:
             if value.WhichOneof("value") == "simple_value":
                 scalars.append((value.tag, event.step, value.simple_value))
-        offset = end
-    return scalars, offset
+        at = end
+    return scalars, offset + at
 
 
 def _step_axis(tag: str) -> str:
