@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,15 +28,16 @@ from serl.train.envs import env_schema, make_env
 from serl.train.ray_launcher import RayLauncher
 from serl.train.run_checkpoints import latest_checkpoint
 from serl.train.run_files import LEARNER_FILE, run_token, written_address
-from serl.train.run_progress import RunProgress, crash_report
+from serl.train.supervision import (
+    MAX_ACTOR_RESTARTS,
+    MAX_LEARNER_RESTARTS,
+    RunProgress,
+    actor_args,
+    crash_report,
+    start_serl,
+    stop_process,
+)
 from serl.train.wandb_mirror import WandbMirror
-
-MAX_ACTOR_RESTARTS = 5
-MAX_LEARNER_RESTARTS = 3
-
-
-def _serl(*args: str) -> list[str]:
-    return [sys.executable, "-m", "serl.cli", *args]
 
 
 def _exit_name(code: int) -> str:
@@ -122,8 +121,7 @@ class Launcher:
         self.cfg = cfg
         self.mirror = mirror
         self.run = cfg.path
-        # SERL_DEBUG: the processes' logs keep whole tracebacks, ending in the error's line
-        self.env = {**os.environ, "SERL_TOKEN": run_token(self.run), "SERL_DEBUG": "1"}
+        self.token = run_token(self.run)
         self.logs = self.run / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.restarts = 0
@@ -144,8 +142,7 @@ class Launcher:
             raise
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen:
-        log = (self.logs / f"{name}.log").open("a")
-        return subprocess.Popen(_serl(*args), env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return start_serl(args, self.logs / f"{name}.log", self.token)
 
     def _wait_for_learner(self, timeout: float = 600.0) -> None:
         deadline = time.monotonic() + timeout
@@ -162,19 +159,9 @@ class Launcher:
 
     def _start_actor(self, index: int) -> subprocess.Popen:
         # a restarted actor learns from the learner how many of its steps are stored
+        learner, config = str(self.run / LEARNER_FILE), str(self.run / "config.json")
         return self._spawn(
-            [
-                "actor",
-                "--learner",
-                str(self.run / LEARNER_FILE),
-                "--config",
-                str(self.run / "config.json"),
-                "--index",
-                str(index),
-                "--nice",
-                str(self.cfg.actor_nice),
-            ],
-            f"actor-{index}",
+            actor_args(learner, config, index, self.cfg.actor_nice), f"actor-{index}"
         )
 
     def supervise(self) -> int:
@@ -185,7 +172,7 @@ class Launcher:
                 progress.show()
                 time.sleep(0.5)
         for proc in self.actors.values():
-            _stop(proc)
+            stop_process(proc)
         return self.learner.returncode
 
     def _resume_crashed_learner(self) -> bool:
@@ -218,17 +205,7 @@ class Launcher:
     def stop(self) -> None:
         """SIGTERM everyone (the learner checkpoints on it), then wait."""
         for proc in [*self.actors.values(), self.learner]:
-            _stop(proc)
-
-
-def _stop(proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+            stop_process(proc)
 
 
 def train(

@@ -19,8 +19,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,10 +31,15 @@ from serl.errors import ConfigError, ProcessFailed
 from serl.train.config import TrainConfig
 from serl.train.run_checkpoints import latest_checkpoint
 from serl.train.run_files import run_token
-from serl.train.run_progress import RunProgress, crash_report
-
-MAX_ACTOR_RESTARTS = 5
-MAX_LEARNER_RESTARTS = 3
+from serl.train.supervision import (
+    MAX_ACTOR_RESTARTS,
+    MAX_LEARNER_RESTARTS,
+    RunProgress,
+    actor_args,
+    crash_report,
+    start_serl,
+    stop_process,
+)
 
 
 def _ray() -> Any:
@@ -70,16 +73,10 @@ class ProcessHost:
         log_path = Path(log)
         if not log_path.parent.is_dir():  # a node without the run directory: its own logs
             log_path = here / log_path.name
-        env = {**os.environ, "SERL_TOKEN": token, "SERL_DEBUG": "1"}
-        with log_path.open("a") as out:
-            if os.nice(0) > 0:  # a cluster's nodes started without RAY_worker_niceness=0
+        if os.nice(0) > 0:  # a cluster's nodes started without RAY_worker_niceness=0
+            with log_path.open("a") as out:
                 out.write(f"serl: Ray runs this process at nice {os.nice(0)} (see README)\n")
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "serl.cli", *argv],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        self.proc = start_serl(argv, log_path, token)
         self.stopping = False
         threading.Thread(target=self._watch, daemon=True).start()
 
@@ -95,16 +92,10 @@ class ProcessHost:
         """The hosted process's pid (on this actor's node)."""
         return self.proc.pid
 
-    def stop(self, timeout: float = 60.0) -> int:
+    def stop(self) -> int:
         """SIGTERM the process (a learner checkpoints on it) and wait for it."""
         self.stopping = True
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        return stop_process(self.proc)
 
 
 def _free_port() -> int:
@@ -192,7 +183,7 @@ class RayLauncher:
                 max_concurrency=4,
                 scheduling_strategy="SPREAD",  # over the cluster's nodes
             ).remote(
-                _actor_argv(self.address, i, cfg.actor_nice),
+                actor_args(self.address, "{dir}/config.json", i, cfg.actor_nice),
                 str((self.logs / f"actor-{i}.log").absolute()),
                 token,
                 files={"config.json": config},
@@ -267,17 +258,3 @@ def _init_args(
         cpus = max(os.cpu_count() or 1, int(needed + 0.999))
         return {"num_cpus": cpus, "resources": resources, **quiet}
     return {"address": address, **quiet}
-
-
-def _actor_argv(address: str, index: int, nice: int) -> list[str]:
-    return [
-        "actor",
-        "--learner",
-        address,
-        "--config",
-        "{dir}/config.json",
-        "--index",
-        str(index),
-        "--nice",
-        str(nice),
-    ]

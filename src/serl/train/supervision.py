@@ -1,9 +1,13 @@
-"""What both launchers show while a run goes: progress bars from the learner's progress.json,
-the --wandb mirror's forwarding, and a crashed process's last words."""
+"""What both launchers (this machine's, Ray's) share: starting and stopping serl processes,
+the restart policy, progress bars from the learner's progress.json with the --wandb mirror's
+forwarding, and a crashed process's last words."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +17,36 @@ from tqdm import tqdm
 from serl.train.config import TrainConfig
 from serl.train.wandb_mirror import WandbMirror
 
+MAX_ACTOR_RESTARTS = 5
+MAX_LEARNER_RESTARTS = 3
 MIRROR_EVERY_S = 5.0  # how often --wandb forwards TensorBoard's new scalars
+
+
+def start_serl(args: list[str], log: Path, token: str) -> subprocess.Popen:
+    """`serl ARGS` as a child process with the run's token, its output appended to `log`."""
+    # SERL_DEBUG: the processes' logs keep whole tracebacks, ending in the error's line
+    env = {**os.environ, "SERL_TOKEN": token, "SERL_DEBUG": "1"}
+    with log.open("a") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "serl.cli", *args], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def actor_args(learner: str, config: str, index: int, nice: int) -> list[str]:
+    """`serl actor`'s arguments: learner HOST:PORT or learner.json, the run's config.json."""
+    index_nice = ["--index", str(index), "--nice", str(nice)]
+    return ["actor", "--learner", learner, "--config", config, *index_nice]
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 60.0) -> int:
+    """SIGTERM a process (a learner checkpoints on it), wait, kill it past `timeout`."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
 
 
 def read_json(path: Path) -> dict[str, Any]:
