@@ -32,8 +32,10 @@ import fcntl
 import os
 import re
 import shutil
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -229,6 +231,21 @@ async def _write_episode(path: Path, ep: Episode, attrs: dict[str, Any]) -> None
             for parent, name, data in arrays
         )
     )
+
+
+@contextmanager
+def built_beside(out: Path) -> Iterator[Path]:
+    """A path beside `out` (which must not exist) to build a new file or directory at: renamed
+    to `out` when the block completes, removed when it fails, so `out` is whole or absent."""
+    if out.exists():
+        raise PathExists(f"{out} exists; choose a new --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield scratch / out.name
+        os.replace(scratch / out.name, out)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def fsync_tree(root: Path) -> None:

@@ -30,8 +30,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from serl.data.episode_store import built_beside
 from serl.data.schema import Episode, Schema
-from serl.errors import ConfigError, PathExists, PathNotFound
+from serl.errors import ConfigError, PathNotFound
 
 CODEBASE_VERSION = "v3.0"
 IMAGES = "observation.images."
@@ -124,25 +123,15 @@ def write_lerobot(
     """Write (episode, attrs, success) triples as a LeRobotDataset directory `out`, complete or
     not at all (built beside it, then renamed); a summary."""
     av, pa, pq = _imports()
-    if out.exists():
-        raise PathExists(f"{out} exists; choose a new --out")
     for key, spec in schema.observations:
         if key not in schema.image_keys and (len(spec.shape) != 1 or spec.dtype != "float32"):
             raise ConfigError(
                 f"observation {key!r} is {spec.dtype} {spec.shape}: LeRobot's observation.state "
                 "holds float32 vectors (and images are HxWx3 uint8)"
             )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with built_beside(out) as tmp:
+        tmp.mkdir()
         summary = _write(tmp, schema, episodes, fps, task, video, av, pa, pq)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # a directory as any other (mkdtemp's is private)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"out": str(out), **summary}
 
 

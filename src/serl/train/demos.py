@@ -6,9 +6,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,9 +14,10 @@ import gymnasium as gym
 import numpy as np
 
 from serl.data import Episode, EpisodeStore, Schema
+from serl.data.episode_store import built_beside
 from serl.data.episodes import joined_fragments
 from serl.data.lerobot import LeRobotReader, VideoSettings, write_lerobot
-from serl.errors import ConfigError, PathExists
+from serl.errors import ConfigError
 from serl.train.config import TrainConfig
 from serl.train.envs import env_schema, make_env
 from serl.train.rollout import run_episode
@@ -205,19 +203,11 @@ def import_lerobot(
             check_features(dataset.schema, env_schema(env), env_id)
         finally:
             env.close()
-    if out.exists():
-        raise PathExists(f"{out} exists; choose a new --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)) / "store"
     steps = episodes = 0
-    try:
-        with EpisodeStore.create(tmp, dataset.schema) as store:
-            for episode, attrs in dataset.episodes():
-                store.append(episode, {**attrs, **({"env_id": env_id} if env_id else {})})
-                steps, episodes = steps + len(episode), episodes + 1
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp.parent, ignore_errors=True)
+    with built_beside(out) as tmp, EpisodeStore.create(tmp, dataset.schema) as store:
+        for episode, attrs in dataset.episodes():
+            store.append(episode, {**attrs, **({"env_id": env_id} if env_id else {})})
+            steps, episodes = steps + len(episode), episodes + 1
     summary = {"out": str(out), "episodes": episodes, "steps": steps, "fps": dataset.fps}
     return summary | {"features_dropped": dataset.dropped}
 
