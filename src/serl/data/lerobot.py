@@ -436,13 +436,13 @@ class LeRobotReader:
             if feature["dtype"] in ("video", "image"):
                 if list(feature.get("names") or [])[:1] == ["channels"]:  # decoded HxWxC
                     shape = (*shape[1:], shape[0])
-                obs[name.removeprefix(IMAGES)] = (shape, np.uint8)
+                obs[_obs_key(name)] = (shape, np.uint8)
             elif name == STATE and len(shape) == 1:
                 for key, size in state_keys(feature.get("names"), shape[0]):
                     obs[key] = ((size,), np.float32)
             else:
-                key = name.removeprefix("observation.").replace(".", "_")
-                obs[key] = (shape, np.float32 if "float" in feature["dtype"] else feature["dtype"])
+                dtype = np.float32 if "float" in feature["dtype"] else feature["dtype"]
+                obs[_obs_key(name)] = (shape, dtype)
         if not obs:
             raise ConfigError(f"{self.root}: no observation.* features")
         return Schema.create(obs, tuple(self.features["action"]["shape"]))
@@ -470,9 +470,9 @@ class LeRobotReader:
             if not name.startswith("observation."):
                 continue
             if feature["dtype"] == "video":
-                obs[name.removeprefix(IMAGES)] = videos.frames(name, row, len(frames["index"]))
+                obs[_obs_key(name)] = videos.frames(name, row, len(frames["index"]))
             elif feature["dtype"] == "image":
-                obs[name.removeprefix(IMAGES)] = _decode_images(frames[name])
+                obs[_obs_key(name)] = _decode_images(frames[name])
             elif name == STATE and frames[name].ndim == 2:
                 state = frames[name]
                 keys = state_keys(feature.get("names"), state.shape[1])
@@ -480,7 +480,7 @@ class LeRobotReader:
                 for (key, _), a, b in zip(keys, edges[:-1], edges[1:], strict=True):
                     obs[key] = state[:, a:b]
             else:
-                obs[name.removeprefix("observation.").replace(".", "_")] = frames[name]
+                obs[_obs_key(name)] = frames[name]
         return obs
 
     def _episode(self, frames, obs, row) -> tuple[Episode, dict[str, Any]]:
@@ -516,6 +516,13 @@ class LeRobotReader:
             truncated=truncated,
         )
         return episode, attrs
+
+
+def _obs_key(feature: str) -> str:
+    """The serl key of a camera (observation.images.K) or another observation.X feature."""
+    if feature.startswith(IMAGES):
+        return feature.removeprefix(IMAGES)
+    return feature.removeprefix("observation.").replace(".", "_")
 
 
 def _column(pa: Any, column: Any, take: np.ndarray) -> np.ndarray:
