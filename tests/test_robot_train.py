@@ -31,6 +31,9 @@ def test_a_short_drq_run_on_the_simulated_peg_insertion_writes_eval_csv(tmp_path
                 "image_size": [32, 32],
                 "max_episode_steps": 15,
                 "reset_duration_s": 0.3,
+                # the in-process server shares a busy 2-core machine with the suite: a reply
+                # can take longer than a real robot's 0.5 s, and a timeout restarts the actor
+                "http_timeout_s": 5.0,
             },
             agent_overrides=TINY_DRQ,
             checkpoint_every=10,
