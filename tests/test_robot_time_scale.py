@@ -92,14 +92,16 @@ def test_watchdog_trips_after_its_period_of_robot_time(scale: float) -> None:
     srv = serve(scale, watchdog_s=watchdog_s)
     try:
         with RobotClient(srv.url, timeout=2.0) as client:
-            s = client.state()
-            commanded = client.command(s.position, s.quaternion)
+            before = client.state()
+            commanded = client.command(before.position, before.quaternion)
             assert not commanded.watchdog_tripped
             deadline = time.monotonic() + 10.0
             while not (s := client.state()).watchdog_tripped and time.monotonic() < deadline:
                 time.sleep(0.002)
             assert s.watchdog_tripped
-            idle = s.time - commanded.time  # robot seconds from the command to the trip
+            # robot seconds from before the command to the trip: the server arms the watchdog
+            # when the command is done, which lies between `before` and the reply's state
+            idle = s.time - before.time
             # a wall-clock watchdog at scale 4 would trip after ~2 robot seconds
             assert watchdog_s <= idle < watchdog_s + 0.4, idle
     finally:

@@ -147,6 +147,26 @@ def test_spilled_queue_survives_a_client_restart(tmp_path: Path) -> None:
     assert not list(spill.glob("*.npz"))
 
 
+def test_a_slow_spill_write_delays_a_send_instead_of_dropping_it(tmp_path, monkeypatch) -> None:
+    import serl.distributed.client as client_module
+
+    write = client_module._write_npz
+
+    def slow_write(*args):  # a disk (or a starved spill thread) at ~50 ms a chunk
+        time.sleep(0.05)
+        write(*args)
+
+    monkeypatch.setattr(client_module, "_write_npz", slow_write)
+    one = sum(a.nbytes for a in codec.flatten(transition(0)).values())
+    kwargs = {"spill_dir": tmp_path, "max_queue_bytes": 32 * one, "batch_size": 8, **FAST}
+    with ActorClient("127.0.0.1:9", TOKEN, "a", SCHEMA, **kwargs) as client:  # nobody listens
+        sent = [client.send(transition(i)) for i in range(200)]  # faster than the disk
+        assert all(sent) and client.stats()["dropped"] == 0
+        client.close(timeout=0)
+    kept = sum(np.load(f)["v"].size for f in tmp_path.glob("*.npz"))
+    assert kept == 200  # on disk for the next client with this actor id
+
+
 def spawn_actor(address: str, actor_id: str, start: int, count: int) -> subprocess.Popen:
     """A separate actor process (spawned, never forked: gRPC is loaded here)."""
     return subprocess.Popen(

@@ -38,6 +38,9 @@ _PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION  # at handshake: wrong schem
 _COUNTERS = ("enqueued", "sent", "dropped", "refused", "spilled", "handshakes", "rpc_errors")
 _SPILL_RE = re.compile(r"^(chunk|sealed)-(\d{12})\.npz$")
 _PARAM_LIMITS = codec.Limits(max_bytes=4 << 30, max_leaves=1 << 16, max_depth=16)
+# How long `send` waits for the spiller to free memory before it drops: far above one chunk's
+# write (ms), below a robot server's watchdog (0.5 s), so a stalled disk costs a step, not the arm.
+_SPILL_WAIT_S = 0.25
 
 
 class TransportError(RuntimeError):
@@ -87,8 +90,9 @@ class ActorClient:
     `send` only enqueues (bounded by `max_queue_bytes`; past it transitions are dropped, counted
     and logged); a sender thread batches, numbers and pushes them, and a batch leaves the queue
     only when the learner acknowledges it. With `spill_dir`, the queue overflows to .npz files
-    there instead of dropping (up to `max_spill_bytes`), and `close` leaves what is unsent there
-    for the next client with the same actor id. A parameter thread long-polls the learner;
+    there instead of dropping (up to `max_spill_bytes`; a full memory queue waits up to 0.25 s for
+    the disk write under way), and `close` leaves what is unsent there for the next client with
+    the same actor id. A parameter thread long-polls the learner;
     `latest_params()` returns the newest (version, tree) without blocking.
     """
 
@@ -204,6 +208,8 @@ class ActorClient:
                 self._signature = signature
             elif signature != self._signature:
                 raise ValueError(f"transition: {_difference(self._signature, signature)}")
+            if self._mem_bytes + nbytes > self._max_queue_bytes and self._spill_dir is not None:
+                self._cond.wait_for(lambda: not self._waiting_for_spill(nbytes), _SPILL_WAIT_S)
             if self._mem_bytes + nbytes > self._max_queue_bytes:
                 self._counts["dropped"] += 1
                 self._log_drop()
@@ -567,6 +573,14 @@ class ActorClient:
             and self._spill_bytes < self._max_spill_bytes
         )
 
+    def _waiting_for_spill(self, nbytes: int) -> bool:
+        """A send of nbytes has no room yet, but the spiller will make some (caller holds lock)."""
+        return (
+            self._mem_bytes + nbytes > self._max_queue_bytes
+            and self._spill_bytes < self._max_spill_bytes
+            and not self._stop.is_set()
+        )
+
     def _spill_loop(self) -> None:
         assert self._spill_dir is not None
         while True:
@@ -589,6 +603,7 @@ class ActorClient:
                 self._mem_bytes -= batch.nbytes
                 self._spill_bytes += batch.nbytes
                 self._counts["spilled"] += batch.n
+                self._cond.notify_all()  # a send may wait for the memory this freed
 
     def _open_spill_dir(self) -> None:
         """Lock the directory for this process and queue the batches a previous run left there."""
