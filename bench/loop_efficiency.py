@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +42,48 @@ TARGET_RATIO = 0.75  # issue 17: the loop keeps >= 75% of the bare update's rate
 
 def run_training(env_id: str, env_steps: int, run_dir: Path, extra: list[str]) -> dict:
     """Train for `env_steps` with the recipe (`extra`: more flags); the learner's final
-    progress.json."""
+    progress.json, with the CPU seconds its processes' threads took (`cpu_s`)."""
     cmd = [sys.executable, "-m", "serl.cli", "train", env_id, "--env-steps", str(env_steps)]
     cmd += ["--run-dir", str(run_dir), "--no-video", *extra]
     print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-    return json.loads((run_dir / "progress.json").read_text())
+    proc = subprocess.Popen(cmd)
+    seen: dict[tuple[int, int], tuple[str, float]] = {}
+    while proc.poll() is None:
+        seen.update(thread_cpu_s(proc.pid))
+        time.sleep(0.5)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    progress = json.loads((run_dir / "progress.json").read_text())
+    progress["cpu_s"] = {}
+    for group, cpu in seen.values():
+        progress["cpu_s"][group] = round(progress["cpu_s"].get(group, 0.0) + cpu, 2)
+    return progress
+
+
+def thread_cpu_s(root: int) -> dict[tuple[int, int], tuple[str, float]]:
+    """{(pid, tid): (group, CPU s so far)} over `root`'s process tree, read from /proc; group:
+    the serl command ("learner", "actor", "train") and the thread (XLA's compute pool, the
+    main thread, the others)."""
+    out, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if argv == [b""]:  # exited (a zombie has no command line): keep its last reading
+                continue
+            role = argv[argv.index(b"serl.cli") + 1].decode() if b"serl.cli" in argv else "other"
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                task = Path(f"/proc/{pid}/task/{tid}")
+                todo += [int(c) for c in (task / "children").read_text().split()]
+                stat = (task / "stat").read_text()
+                comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+                fields = stat[stat.rindex(")") + 2 :].split()
+                kind = "xla" if "XLA" in comm else "main" if int(tid) == pid else "other"
+                cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                out[(pid, int(tid))] = (f"{role}/{kind}", cpu)
+        except (OSError, ValueError):  # gone meanwhile: its last reading stands
+            continue
+    return out
 
 
 def bare_update(cfg: TrainConfig) -> dict:
@@ -110,6 +147,13 @@ def summarise(progress: dict, bare: dict) -> dict:
         "learner_before_training_s": round(before, 2),
         "learner_fractions": {k: round(v / training_s, 3) for k, v in loop.items()},
         "learner_ingest_s": round(ingest, 2),
+        # whole command (demos, start-up and the final evaluation included); per learner step
+        # the learner's XLA pool should be close to the bare update's process CPU per step
+        "cpu_s": progress["cpu_s"],
+        "cpu_ms_per_learner_step": {
+            k: round(1e3 * v / max(progress["updates"], 1), 2)
+            for k, v in sorted(progress["cpu_s"].items())
+        },
         "actors": actors,
         "bare_update": bare,
     }

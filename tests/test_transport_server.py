@@ -298,6 +298,8 @@ def test_misconfigured_actor_fails_loudly(server, token: str, schema: str, words
                 client.send(transition(0))
                 time.sleep(0.02)
         assert client.flush(timeout=1) is False
+        with pytest.raises(TransportError, match=words):  # a paced actor waits here: no hang
+            client.wait_params(timeout=10)
     assert server.stats()["handshakes"] == 0
 
 

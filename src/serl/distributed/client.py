@@ -244,7 +244,8 @@ class ActorClient:
     def wait_params(
         self, after: int = 0, timeout: float | None = None
     ) -> tuple[int, codec.Tree] | None:
-        """Block until parameters with a version other than `after` are held (or timeout)."""
+        """Block until parameters with a version other than `after` are held (or timeout).
+        Raises TransportError once the client has failed for good."""
         with self._cond:
             self._cond.wait_for(
                 lambda: (
@@ -254,6 +255,7 @@ class ActorClient:
                 ),
                 timeout,
             )
+            self._check_usable()
             return self._params
 
     def wait_connected(self, timeout: float | None = None) -> int | None:
