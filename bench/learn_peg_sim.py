@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import median_or_none, run_summary, start_sim_robot_server, write_result
+from common import RESULTS, median_or_none, run_summary, start_sim_robot_server, write_result
 
 from serl.train.reports import plot_learning_curves
 
@@ -105,7 +105,7 @@ def main() -> None:
     median_robot = median_or_none([r["robot_minutes_to_90"] for r in runs])
     plot_learning_curves(
         {f"seed {r['seed']}": r["evaluations"] for r in runs},
-        Path(__file__).parent / "results" / f"{args.name}.png",
+        RESULTS / f"{args.name}.png",
     )
     write_result(
         args.name,

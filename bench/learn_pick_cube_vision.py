@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import median_or_none, write_result
+from common import RESULTS, median_or_none, write_result
 from learn_pick_cube import TARGET_SUCCESS, run_seed
 
 from serl.train.reports import plot_learning_curves
@@ -66,7 +66,7 @@ def main() -> None:
             **{f"vision seed {r['seed']}": r["evaluations"] for r in runs},
             **{f"state seed {r['seed']}": r["evaluations"] for r in states},
         },
-        Path(__file__).parent / "results" / f"{args.name}.png",
+        RESULTS / f"{args.name}.png",
     )
     write_result(
         args.name,

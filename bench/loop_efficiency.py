@@ -11,7 +11,10 @@ updates on host numpy batches of the same size (bench/agent_speed.py's measureme
 several windows); the better of the two is that run's bare rate (the ratio errs low). This
 machine's speed drifts by tens of percent within minutes (a shared host: the CPU time stolen
 from this VM during each run is recorded), so the run is repeated and the median ratio is the
-figure.
+figure. Each run also records the CPU its processes' threads took (XLA's pool, main thread,
+others) per learner step, and its `ratio_ceiling`: the best ratio this machine's cores allow,
+from the CPU an actor's env step, backbone and policy take alone here plus the bare update's
+(evaluation, storing and sampling not counted).
 
     .venv/bin/python bench/loop_efficiency.py [--env-id ENV_ID] [--env-steps N] [--repeats N]
         [--name NAME] [serl train flags, e.g. --publish-every 10]
@@ -29,13 +32,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 from agent_speed import measure
 from common import write_result
 
+from serl.agents import api as agents
+from serl.agents.policy import sample_actions
 from serl.cli.train import parse_train_args, train_config
 from serl.train.config import TrainConfig
-from serl.train.envs import chunk_env, make_env
+from serl.train.envs import chunk_env, env_schema, make_env
+from serl.train.feature_cache import FeatureCache
 
 TARGET_RATIO = 0.75  # issue 17: the loop keeps >= 75% of the bare update's rate
 
@@ -93,6 +100,38 @@ def bare_update(cfg: TrainConfig) -> dict:
     action_dim = int(np.prod(env.action_space.shape))
     env.close()
     return measure(cfg.agent_config, example, action_dim, windows=5, steps=100)
+
+
+def bare_actor_step(cfg: TrainConfig, steps: int = 200) -> dict:
+    """CPU per env step of what an actor must do, alone in this process: the env step (with
+    its rendering), the cameras' backbone features if the agent caches them, the policy."""
+    env = chunk_env(make_env(cfg.env_id, **cfg.env_kwargs), cfg.obs_horizon, cfg.act_exec_horizon)
+    obs, _ = env.reset(seed=0)
+    cache = FeatureCache.for_schema(getattr(cfg.agent_config, "encoder", None), env_schema(env))
+    action_dim = int(np.prod(env.action_space.shape))
+    policy = agents.create(cfg.agent_config, obs, action_dim).actor_state()
+    key = jax.random.PRNGKey(0)
+    seen = obs if cache is None else cache.observation(obs)
+
+    def env_step() -> None:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+
+    parts = {
+        "env": env_step,
+        "features": lambda: None if cache is None else cache.observation(obs),
+        "policy": lambda: sample_actions(policy, seen, key),
+    }
+    out = {}
+    for name, call in parts.items():
+        call()  # compiled outside the timing
+        cpu = time.process_time()
+        for _ in range(steps):
+            call()
+        out[f"{name}_cpu_ms"] = round(1e3 * (time.process_time() - cpu) / steps, 2)
+    env.close()
+    return out
 
 
 def cpu_steal_s() -> float:
@@ -167,7 +206,15 @@ def main() -> None:
     p.add_argument("--name", default="loop_efficiency")
     args, extra = p.parse_known_args()
     cfg = train_config(parse_train_args([args.env_id, *extra]))
+    actor = bare_actor_step(cfg)
     runs = [measured_run(cfg, args, extra) for _ in range(args.repeats)]
+    for run in runs:
+        # what this machine's cores allow at best: the actor's share of each learner step plus
+        # the update's own CPU, before evaluation, storing and sampling cost anything
+        update_ms = run["bare_update"]["cpu_ms_per_step"]
+        floor = sum(actor.values()) / cfg.updates_per_env_step + update_ms
+        best = (os.cpu_count() or 1) * 1e3 / floor
+        run["ratio_ceiling"] = round(min(1.0, best / run["bare_update_steps_per_s"]), 3)
     ratios = [r["ratio"] for r in runs]
     result = {
         "env_id": args.env_id,
@@ -175,6 +222,7 @@ def main() -> None:
         "ratio_median": statistics.median(ratios),
         "ratios": ratios,
         "target_ratio": TARGET_RATIO,
+        "bare_actor_step": actor,
         "runs": runs,
     }
     write_result(args.name, result)
