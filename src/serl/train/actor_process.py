@@ -209,11 +209,17 @@ class Actor:
         self.spec = AgentSpec.from_example(example, int(np.prod(self.env.action_space.shape)))
         self.address = learner_address(address)  # set up first: a local learner starts meanwhile
         self._last_warning = -math.inf
-        # a batch every 2 s (or 256 steps): each is stored durably before the learner acks it,
-        # ~18 ms of its CPU per episode piece, which fewer, longer batches halve; the learner
-        # still sees a step well within the pace slack
+        # a batch every 2 s: each is stored durably before the learner acks it, ~18 ms of its
+        # CPU per episode piece, which fewer, longer batches halve. At most half the pace slack
+        # per batch: while this actor waits for the learner, the learner must hold the steps
+        # it needs to go on, not this queue
         self.client = ActorClient(
-            self.address, token, self.actor_id, transport_schema_hash(schema, cache), max_delay=2.0
+            self.address,
+            token,
+            self.actor_id,
+            transport_schema_hash(schema, cache),
+            batch_size=min(256, max(1, cfg.pace_slack // 2)),
+            max_delay=2.0,
         )
         self.policy = Policy()
         self.steps = start_step
