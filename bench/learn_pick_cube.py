@@ -7,8 +7,7 @@ to every run and writes bench/results/NAME.json and .png. Per seed: env steps an
 evaluation success, the mean of the last five evaluations (does it stay there), and its wall time
 to 90% against the time its learner steps until then take back to back (the bare update measured
 right before and after each run, the better counting; <= 1.5 means the run is limited by its
-updates). Finished runs are summarised
-again, not retrained.
+updates). Finished runs are summarised again, not retrained.
 """
 
 from __future__ import annotations

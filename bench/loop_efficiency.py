@@ -41,7 +41,8 @@ from serl.agents import api as agents
 from serl.agents.policy import sample_actions
 from serl.cli.train import parse_train_args, train_config
 from serl.train.config import TrainConfig
-from serl.train.envs import chunk_env, env_schema, make_env
+from serl.train.envs import env_schema
+from serl.train.evaluation import run_env
 from serl.train.feature_cache import FeatureCache
 
 TARGET_RATIO = 0.75  # issue 17: the loop keeps >= 75% of the bare update's rate
@@ -95,7 +96,7 @@ def thread_cpu_s(root: int) -> dict[tuple[int, int], tuple[str, float]]:
 
 def bare_update(cfg: TrainConfig) -> dict:
     """The run's agent config updated back to back on batches shaped as the run's."""
-    env = chunk_env(make_env(cfg.env_id, **cfg.env_kwargs), cfg.obs_horizon, cfg.act_exec_horizon)
+    env = run_env(cfg)
     example, _ = env.reset(seed=0)
     action_dim = int(np.prod(env.action_space.shape))
     env.close()
@@ -105,7 +106,7 @@ def bare_update(cfg: TrainConfig) -> dict:
 def bare_actor_step(cfg: TrainConfig, steps: int = 200) -> dict:
     """CPU per env step of what an actor must do, alone in this process: the env step (with
     its rendering), the cameras' backbone features if the agent caches them, the policy."""
-    env = chunk_env(make_env(cfg.env_id, **cfg.env_kwargs), cfg.obs_horizon, cfg.act_exec_horizon)
+    env = run_env(cfg)
     obs, _ = env.reset(seed=0)
     cache = FeatureCache.for_schema(getattr(cfg.agent_config, "encoder", None), env_schema(env))
     action_dim = int(np.prod(env.action_space.shape))
